@@ -44,7 +44,7 @@ const (
 // IsOrder says whether messages of this kind come from the orchestrator.
 func (k Kind) IsOrder() bool {
 	switch k {
-	case KindCommission, KindHalt, KindPing, KindConfigure, KindRetire:
+	case KindCommission, KindGrant, KindHalt, KindPing, KindConfigure, KindRetire:
 		return true
 	}
 	return false
