@@ -6,8 +6,10 @@
 // key; agents hold only the public key, so a machine that is broken into
 // cannot order the others. Reports (agents -> orchestrator) are authenticated
 // with the shared fleet key (HMAC-SHA256). Opening a message checks, in order:
-// size, shape, version, key, signature, kind direction, age (replay window)
-// and clock skew, the epoch of orders, and whether the id was seen before.
+// size, shape, version, key, signature, the envelope's fields, kind direction,
+// recipient, age (replay window) and clock skew, the epoch of orders, and
+// whether the id was seen before. docs/security.md has the wire format, the
+// key files and the threat model.
 package protocol
 
 import (
@@ -69,6 +71,11 @@ type Envelope struct {
 	Epoch     uint64          `json:"epoch"`     // the orchestrator's epoch (orders; reports echo the latest seen)
 	SentAt    time.Time       `json:"sent_at"`
 	Body      json.RawMessage `json:"body"`
+
+	// KeyID is the id of the key that authenticated the message (the order
+	// key or the fleet key); Open fills it in, it is not part of the
+	// signed envelope.
+	KeyID string `json:"-"`
 }
 
 // DecodeBody unmarshals the body into v, refusing unknown fields.
