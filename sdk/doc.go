@@ -14,4 +14,9 @@
 // so that a plugin process that was relaunched can find its own state again in
 // the work directory: plugins should keep nothing in memory that they cannot
 // rebuild from there.
+//
+// Inside a call, Logger(ctx) is the plugin's logger for that call; Errorf
+// with one of the Err values tells core what kind of failure it was. Test a
+// role with sdk/roletest, in-process and as the built binary. The host end
+// of the protocol is sdk/rolehost; docs/plugins.md is the guide.
 package sdk
