@@ -4,7 +4,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/rosterhq/roster/sdk"
 )
 
 // Orchestrator is a decoded roster.hcl with its role files.
@@ -26,7 +29,30 @@ type Orchestrator struct {
 	Logs      Logs          // logs { destination = "…" }
 	API       API           // api { address = "127.0.0.1:7070" }
 	Roles     []*Role       // from the role files, in file order
-	Agent     AgentSettings // agent { heartbeat = "5s" }
+	Agent     AgentSettings // agent { spare_heartbeat = "30s" }
+	// RoleFiles are the files the role globs matched, in load order,
+	// joined to roster.hcl's directory as written (not made absolute).
+	RoleFiles []string
+}
+
+// Role returns the role with the given name, or nil.
+func (o *Orchestrator) Role(name string) *Role {
+	for _, r := range o.Roles {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// Balancer returns the balancer with the given name, or nil.
+func (o *Orchestrator) Balancer(name string) *Balancer {
+	for i := range o.Balancers {
+		if o.Balancers[i].Name == name {
+			return &o.Balancers[i]
+		}
+	}
+	return nil
 }
 
 // PluginPin pins a plugin executable to a digest.
@@ -101,10 +127,20 @@ type Role struct {
 	// ConfigBody is kept so that the block can be decoded again with the
 	// referenced roles' endpoints known, when a server is provisioned.
 	ConfigBody hcl.Body
-	// References lists the roles this role's config refers to (role.db…).
+	// References lists the roles this role's config refers to (role.db…),
+	// sorted, each once.
 	References []string
+	// Schema is the plugin's declared schema of the config block; its
+	// Sensitive attributes are what RedactedConfig hides.
+	Schema sdk.Schema
 
-	Range hcl.Range // the role block's
+	Range hcl.Range // the role block's header
+
+	spec          hcldec.Spec     // Schema as an hcldec spec, for ResolveConfig
+	refs          []hcl.Traversal // the role.<name>… traversals in ConfigBody
+	sensitive     []hcl.Range     // the sensitive attributes in ConfigBody
+	registerRange hcl.Range       // register.balancer's expression
+	scaleRange    hcl.Range       // the scale block's header
 }
 
 // Count bounds the pool.

@@ -1,0 +1,7 @@
+role "web" {
+  plugin = "static"
+  count {
+    min = 5
+    max = 2
+  }
+}

@@ -1,0 +1,2 @@
+cluster = "demo"
+roles   = ["roles/*.hcl"]

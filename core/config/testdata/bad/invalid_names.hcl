@@ -1,0 +1,7 @@
+role "Web Server" {
+  plugin = "static"
+}
+
+role "" {
+  plugin = "static"
+}

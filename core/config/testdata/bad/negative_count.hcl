@@ -1,0 +1,7 @@
+role "web" {
+  plugin = "static"
+  count {
+    min = -1
+    max = -3
+  }
+}

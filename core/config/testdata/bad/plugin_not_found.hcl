@@ -1,0 +1,11 @@
+role "web" {
+  plugin = "nginx"
+}
+
+role "api" {
+  plugin = "broken"
+}
+
+role "worker" {
+  plugin = "Not A Name"
+}

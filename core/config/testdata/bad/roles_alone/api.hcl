@@ -1,0 +1,6 @@
+role "api" {
+  plugin = "static"
+  config {
+    port = -1 + "x"
+  }
+}

@@ -1,0 +1,2 @@
+cluster = "demo"
+roles   = ["nothing/*.hcl", "also-nothing/*.hcl"]

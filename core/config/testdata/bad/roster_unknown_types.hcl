@@ -1,0 +1,9 @@
+roles = []
+
+queue "rabbitmq" {}
+
+provider "gcp" {
+  project = "x"
+}
+
+balancer "nginx" "front" {}

@@ -1,0 +1,7 @@
+role "web" {
+  plugn = "static"
+  count {
+    min     = 1
+    maximum = 3
+  }
+}

@@ -1,0 +1,9 @@
+role "web" {
+  plugin = "static"
+  healthcheck {
+    interval = "5s"
+  }
+}
+
+service "web" {
+}

@@ -1,0 +1,1 @@
+# Every setting at its default.
