@@ -46,6 +46,10 @@ var (
 	ErrTooManyEntries = errors.New("a batch takes 1 to 10 entries")
 	// ErrInvalidArgument: a name, option or entry id is not acceptable.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrQueueExists: CreateQueue found the queue with different options.
+	ErrQueueExists = errors.New("queue exists with different options")
+	// ErrClosed: the backend was closed.
+	ErrClosed = errors.New("queue backend is closed")
 )
 
 // Queue is a set of named message queues.
