@@ -1,0 +1,184 @@
+package web
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/rosterhq/roster/sdk"
+)
+
+// Schema returns the role's config schema; ConfigSchema answers it.
+func Schema() sdk.Schema {
+	return sdk.Schema{Attributes: []sdk.Attribute{
+		{Name: "document_root", Type: sdk.String, Required: true,
+			Description: "artifact URL of the site: a directory, a .tar.gz or a git repository (file://, http(s)://, s3://, git+https://…#ref)"},
+		{Name: "document_root_sha256", Type: sdk.String, Default: sdk.StringVal(""),
+			Description: "expected sha256 of the document root artifact (of the archive, or of the directory manifest); checked before use"},
+		{Name: "apache_config", Type: sdk.String, Default: sdk.StringVal(""),
+			Description: "artifact URL of extra apache configuration: a file, or a directory or .tar.gz of *.conf files, included last"},
+		{Name: "apache_config_sha256", Type: sdk.String, Default: sdk.StringVal(""),
+			Description: "expected sha256 of the apache_config artifact"},
+		{Name: "listen_address", Type: sdk.String, Default: sdk.StringVal("127.0.0.1"),
+			Description: "address apache listens on; the http endpoint names it (127.0.0.1 when it is 0.0.0.0)"},
+		{Name: "port", Type: sdk.Number, Default: sdk.NumberIntVal(0),
+			Description: "apache's port; 0 picks a free one"},
+		{Name: "memcached_port", Type: sdk.Number, Default: sdk.NumberIntVal(0),
+			Description: "memcached's port on 127.0.0.1; 0 picks a free one"},
+		{Name: "memcached_mb", Type: sdk.Number, Default: sdk.NumberIntVal(64),
+			Description: "memcached's memory for items, in MiB"},
+		{Name: "php", Type: sdk.Bool, Default: sdk.BoolVal(false),
+			Description: "serve *.php with mod_php (libapache2-mod-php); needs the prefork MPM"},
+		{Name: "mpm", Type: sdk.String, Default: sdk.StringVal("auto"),
+			Description: `apache's MPM: "event", "prefork", or "auto" (prefork when php = true, else event)`},
+		{Name: "max_request_workers", Type: sdk.Number, Default: sdk.NumberIntVal(150),
+			Description: "MaxRequestWorkers: requests served at once; busy_ratio is relative to it"},
+		{Name: "keep_alive", Type: sdk.Bool, Default: sdk.BoolVal(true),
+			Description: "KeepAlive"},
+		{Name: "keep_alive_timeout", Type: sdk.Number, Default: sdk.NumberIntVal(5),
+			Description: "KeepAliveTimeout, in seconds"},
+		{Name: "health_path", Type: sdk.String, Default: sdk.StringVal("/"),
+			Description: "path HealthCheck GETs"},
+		{Name: "health_status", Type: sdk.Number, Default: sdk.NumberIntVal(200),
+			Description: "HTTP status HealthCheck expects"},
+		{Name: "packages", Type: sdk.List(sdk.String), Default: sdk.ListValEmpty(sdk.String),
+			Description: "Debian packages needed besides apache2 and memcached (and libapache2-mod-php with php), such as php-memcached"},
+		{Name: "install_missing", Type: sdk.Bool, Default: sdk.BoolVal(false),
+			Description: "install missing packages with apt-get (needs root); otherwise a missing package fails Provision, naming it"},
+	}}
+}
+
+// settings is the decoded and checked config.
+type settings struct {
+	DocumentRoot       string
+	DocumentRootSHA256 string
+	ApacheConfig       string
+	ApacheConfigSHA256 string
+	ListenAddress      string
+	Port               int
+	MemcachedPort      int
+	MemcachedMB        int
+	PHP                bool
+	MPM                string // event or prefork, never auto
+	MaxRequestWorkers  int
+	KeepAlive          bool
+	KeepAliveTimeout   int
+	HealthPath         string
+	HealthStatus       int
+	Packages           []string
+	InstallMissing     bool
+}
+
+// decode reads the config and checks what the schema's types cannot: ranges
+// and choices. Every mistake is an sdk.ErrInvalidConfig naming the
+// attribute.
+func decode(c sdk.Config) (settings, error) {
+	s := settings{
+		DocumentRoot:       strings.TrimSpace(c.String("document_root")),
+		DocumentRootSHA256: strings.TrimSpace(c.String("document_root_sha256")),
+		ApacheConfig:       strings.TrimSpace(c.String("apache_config")),
+		ApacheConfigSHA256: strings.TrimSpace(c.String("apache_config_sha256")),
+		ListenAddress:      strings.TrimSpace(c.String("listen_address")),
+		Port:               int(c.Int("port")),
+		MemcachedPort:      int(c.Int("memcached_port")),
+		MemcachedMB:        int(c.Int("memcached_mb")),
+		PHP:                c.Bool("php"),
+		MPM:                strings.TrimSpace(c.String("mpm")),
+		MaxRequestWorkers:  int(c.Int("max_request_workers")),
+		KeepAlive:          c.Bool("keep_alive"),
+		KeepAliveTimeout:   int(c.Int("keep_alive_timeout")),
+		HealthPath:         c.String("health_path"),
+		HealthStatus:       int(c.Int("health_status")),
+		Packages:           c.Strings("packages"),
+		InstallMissing:     c.Bool("install_missing"),
+	}
+	// Absent attributes (a Config built by hand, without the schema's
+	// defaults) take the defaults.
+	if !c.Has("keep_alive") {
+		s.KeepAlive = true
+	}
+	if !c.Has("memcached_mb") {
+		s.MemcachedMB = 64
+	}
+	if !c.Has("max_request_workers") {
+		s.MaxRequestWorkers = 150
+	}
+	if !c.Has("keep_alive_timeout") {
+		s.KeepAliveTimeout = 5
+	}
+	if s.HealthPath == "" {
+		s.HealthPath = "/"
+	}
+	if !c.Has("health_status") {
+		s.HealthStatus = 200
+	}
+	if s.ListenAddress == "" {
+		s.ListenAddress = "127.0.0.1"
+	}
+	if s.MPM == "" {
+		s.MPM = "auto"
+	}
+
+	bad := func(format string, args ...any) (settings, error) {
+		return settings{}, sdk.Errorf(sdk.ErrInvalidConfig, "web: "+format, args...)
+	}
+	switch {
+	case s.DocumentRoot == "":
+		return bad("document_root is required")
+	case s.Port < 0 || s.Port > 65535:
+		return bad("port %d: want 0..65535 (0 picks a free port)", s.Port)
+	case s.MemcachedPort < 0 || s.MemcachedPort > 65535:
+		return bad("memcached_port %d: want 0..65535 (0 picks a free port)", s.MemcachedPort)
+	case s.Port != 0 && s.Port == s.MemcachedPort:
+		return bad("port and memcached_port are both %d", s.Port)
+	case s.MemcachedMB < 1:
+		return bad("memcached_mb %d: want at least 1", s.MemcachedMB)
+	case s.MaxRequestWorkers < 1 || s.MaxRequestWorkers > 20000:
+		return bad("max_request_workers %d: want 1..20000", s.MaxRequestWorkers)
+	case s.KeepAliveTimeout < 0:
+		return bad("keep_alive_timeout %d: want 0 or more seconds", s.KeepAliveTimeout)
+	case !strings.HasPrefix(s.HealthPath, "/"):
+		return bad("health_path %q: want a path starting with /", s.HealthPath)
+	case s.HealthStatus < 100 || s.HealthStatus > 599:
+		return bad("health_status %d: want an HTTP status 100..599", s.HealthStatus)
+	case net.ParseIP(s.ListenAddress) == nil:
+		return bad("listen_address %q: want an IP address", s.ListenAddress)
+	}
+	switch s.MPM {
+	case "auto":
+		s.MPM = "event"
+		if s.PHP {
+			s.MPM = "prefork"
+		}
+	case "event", "prefork":
+		if s.PHP && s.MPM != "prefork" {
+			return bad("mpm %q with php = true: Debian's mod_php is not thread-safe and needs mpm = \"prefork\" (or \"auto\")", s.MPM)
+		}
+	case "worker":
+		return bad("mpm \"worker\" is not offered: use \"event\", which serves keep-alive connections better")
+	default:
+		return bad("mpm %q: want \"event\", \"prefork\" or \"auto\"", s.MPM)
+	}
+	return s, nil
+}
+
+// packages returns the Debian packages the settings need.
+func (s settings) packages() []string {
+	p := []string{"apache2", "memcached"}
+	if s.PHP {
+		p = append(p, "libapache2-mod-php")
+	}
+	return append(p, s.Packages...)
+}
+
+// endpointHost is the host the http endpoint names.
+func (s settings) endpointHost() string {
+	if ip := net.ParseIP(s.ListenAddress); ip != nil && ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return s.ListenAddress
+}
+
+func (s settings) String() string {
+	return fmt.Sprintf("mpm=%s php=%v port=%d memcached_port=%d", s.MPM, s.PHP, s.Port, s.MemcachedPort)
+}
