@@ -10,6 +10,7 @@ import (
 	"github.com/rosterhq/roster/core/config"
 	"github.com/rosterhq/roster/core/pluginhost"
 	"github.com/rosterhq/roster/plugins/static"
+	"github.com/rosterhq/roster/plugins/web"
 	"github.com/rosterhq/roster/sdk"
 )
 
@@ -19,6 +20,7 @@ import (
 // hands them in.
 var builtinRoles = map[string]func() sdk.Role{
 	static.Name: static.New,
+	web.Name:    web.New,
 }
 
 // builtinNames lists builtinRoles, sorted.
