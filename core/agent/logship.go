@@ -31,7 +31,8 @@ type LogShipperFunc func(destination string) (LogShipper, error)
 // has no shipper.
 var ErrUnsupportedDestination = errors.New("unsupported log destination")
 
-// NewLogShipper returns the shipper for destination: file:///abs/dir now.
+// NewLogShipper returns the shipper for destination: file:///abs/dir or
+// s3://bucket/prefix.
 func NewLogShipper(destination string) (LogShipper, error) {
 	switch {
 	case strings.HasPrefix(destination, "file://"):
@@ -40,8 +41,10 @@ func NewLogShipper(destination string) (LogShipper, error) {
 			return nil, fmt.Errorf("log destination %q: the path must be absolute (file:///dir)", destination)
 		}
 		return &FileShipper{Dir: filepath.Clean(dir)}, nil
+	case strings.HasPrefix(destination, "s3://"):
+		return newS3Shipper(destination)
 	default:
-		return nil, fmt.Errorf("log destination %q: %w (want file:///dir)", destination, ErrUnsupportedDestination)
+		return nil, fmt.Errorf("log destination %q: %w (want file:///dir or s3://bucket/prefix)", destination, ErrUnsupportedDestination)
 	}
 }
 

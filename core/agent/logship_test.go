@@ -14,8 +14,15 @@ import (
 )
 
 func TestNewLogShipper(t *testing.T) {
-	if _, err := NewLogShipper("s3://bucket/prefix"); !errors.Is(err, ErrUnsupportedDestination) {
-		t.Fatalf("s3: %v, want ErrUnsupportedDestination", err)
+	if _, err := NewLogShipper("ftp://host/dir"); !errors.Is(err, ErrUnsupportedDestination) {
+		t.Fatalf("ftp: %v, want ErrUnsupportedDestination", err)
+	}
+	if _, err := NewLogShipper("s3:///prefix"); err == nil {
+		t.Fatal("an s3 destination without a bucket was accepted")
+	}
+	s3s, err := NewLogShipper("s3://logs/roster/demo/")
+	if err != nil || s3s.(*S3Shipper).Bucket != "logs" || s3s.(*S3Shipper).Prefix != "roster/demo" {
+		t.Fatalf("s3 shipper %+v, %v", s3s, err)
 	}
 	if _, err := NewLogShipper("file://relative/dir"); err == nil {
 		t.Fatal("a relative file destination was accepted")
