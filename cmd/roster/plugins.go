@@ -10,6 +10,7 @@ import (
 	"github.com/rosterhq/roster/core/config"
 	"github.com/rosterhq/roster/core/pluginhost"
 	"github.com/rosterhq/roster/plugins/static"
+	"github.com/rosterhq/roster/plugins/tomcat"
 	"github.com/rosterhq/roster/plugins/web"
 	"github.com/rosterhq/roster/sdk"
 )
@@ -20,6 +21,7 @@ import (
 // hands them in.
 var builtinRoles = map[string]func() sdk.Role{
 	static.Name: static.New,
+	tomcat.Name: tomcat.New,
 	web.Name:    web.New,
 }
 
