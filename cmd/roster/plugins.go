@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/rosterhq/roster/core/config"
 	"github.com/rosterhq/roster/core/pluginhost"
+	"github.com/rosterhq/roster/plugins/db"
 	"github.com/rosterhq/roster/plugins/static"
 	"github.com/rosterhq/roster/plugins/tomcat"
 	"github.com/rosterhq/roster/plugins/web"
@@ -20,6 +21,7 @@ import (
 // and still one process per plugin. Core never imports plugins; this table
 // hands them in.
 var builtinRoles = map[string]func() sdk.Role{
+	db.Name:     db.New,
 	static.Name: static.New,
 	tomcat.Name: tomcat.New,
 	web.Name:    web.New,
