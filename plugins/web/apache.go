@@ -81,7 +81,8 @@ var apacheTemplate = template.Must(template.New("httpd.conf").Funcs(template.Fun
 }).Parse(`# Written by the roster web role for server {{.Server}}; rewritten on every Provision.
 ServerRoot {{q .Layout.Dir}}
 DefaultRuntimeDir {{q .Layout.Run}}
-PidFile {{q (print .Layout.Run "/apache2.pid")}}
+# Not apache2.pid: that name is the supervisor's own pid file for the daemon.
+PidFile {{q (print .Layout.Run "/httpd.pid")}}
 Mutex file:{{.Layout.Run}} default
 ServerName {{.ServerName}}
 Listen {{.Listen}}
