@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/rosterhq/roster/core/balancer"
+	"github.com/rosterhq/roster/core/config"
+	"github.com/rosterhq/roster/core/orchestrator"
+	"github.com/rosterhq/roster/core/protocol"
+	"github.com/rosterhq/roster/core/provider"
+	localprov "github.com/rosterhq/roster/core/provider/local"
+	"github.com/rosterhq/roster/core/queue"
+	"github.com/rosterhq/roster/core/queue/local"
+	"github.com/rosterhq/roster/core/queue/sqs"
+)
+
+func init() {
+	register(command{
+		name:     "orchestrator",
+		synopsis: "Run the orchestrator: keep every role's pool, spares and balancers",
+		run:      runOrchestrator,
+	})
+}
+
+// APIAddrFile is written in data_dir with the address the API listens on,
+// so that tools find an API started on port 0.
+const APIAddrFile = "api.addr"
+
+func runOrchestrator(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "roster.hcl", "the orchestrator's config file")
+	apiAddr := fs.String("api", "", "listen address of the HTTP API (default: the config's api.address)")
+	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
+	logJSON := fs.Bool("log-json", false, "log in JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: roster orchestrator [-config roster.hcl] [options]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Runs the orchestrator with the queue backend, provider and balancers of the")
+		fmt.Fprintln(stderr, "config. SIGTERM or SIGINT stops it and leaves the fleet running: the next")
+		fmt.Fprintln(stderr, "start on the same data_dir carries on (`roster up` drains the fleet instead).")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 1
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 1
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "roster", Level: hclog.LevelFromString(*logLevel), Output: stderr, JSONFormat: *logJSON})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	st, err := openStack(ctx, stackOptions{ConfigPath: *cfgPath, APIAddress: *apiAddr, Logger: logger, Diags: stderr})
+	if err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	defer st.Close()
+	if err := st.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error(err.Error())
+		return 1
+	}
+	logger.Info("orchestrator stopped; the fleet runs on")
+	return 0
+}
+
+// stackOptions say how to assemble an orchestrator.
+type stackOptions struct {
+	ConfigPath string
+	APIAddress string // overrides the config's
+	// ForceLocal uses the embedded queue and the local provider whatever
+	// the config says (roster up).
+	ForceLocal bool
+	Logger     hclog.Logger
+	// Diags receives the config's diagnostics.
+	Diags io.Writer
+}
+
+// stack is an orchestrator with everything it runs on: the queue backend,
+// the provider, the balancers and the API server.
+type stack struct {
+	cfg  *config.Orchestrator
+	log  hclog.Logger
+	q    queue.Queue
+	prov provider.Provider
+	bals map[string]balancer.Balancer
+	o    *orchestrator.Orchestrator
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// openStack loads the config, the keys (made on first run), the queue
+// backend, the provider and the balancers, and listens for the API.
+func openStack(ctx context.Context, so stackOptions) (*stack, error) {
+	loader := config.NewLoader()
+	cfg, diags := loader.Load(ctx, so.ConfigPath, pluginSchemasFor)
+	if len(diags) > 0 && so.Diags != nil {
+		w := hcl.NewDiagnosticTextWriter(so.Diags, loader.Files(), 100, false)
+		_ = w.WriteDiagnostics(diags)
+	}
+	if diags.HasErrors() || cfg == nil {
+		return nil, fmt.Errorf("config %s has errors", so.ConfigPath)
+	}
+	s := &stack{cfg: cfg, log: so.Logger, bals: map[string]balancer.Balancer{}}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	keysDir := filepath.Join(cfg.DataDir, "keys")
+	keys, err := protocol.LoadOrchestratorKeys(keysDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if keys, err = protocol.GenerateKeys(); err == nil {
+			err = protocol.WriteKeys(keysDir, keys)
+			so.Logger.Info("generated keys", "dir", keysDir)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys in %s: %w", keysDir, err)
+	}
+
+	queueDir := filepath.Join(cfg.DataDir, "queue")
+	qtype := cfg.Queue.Type
+	if so.ForceLocal || qtype == "" {
+		qtype = "local"
+	}
+	switch qtype {
+	case "local":
+		lq, err := local.Open(queueDir, local.Options{Logger: so.Logger.Named("queue")})
+		if err != nil {
+			return nil, err
+		}
+		s.q = lq
+	case "sqs":
+		sq, err := sqs.New(ctx, sqs.Options{Region: cfg.Queue.Region, Endpoint: cfg.Queue.Endpoint, Logger: so.Logger.Named("queue")})
+		if err != nil {
+			return nil, err
+		}
+		s.q = sq
+	default:
+		return nil, fmt.Errorf("queue %q: unknown backend", qtype)
+	}
+
+	ptype := cfg.Provider.Type
+	if so.ForceLocal || ptype == "" {
+		ptype = "local"
+	}
+	if ptype != "local" {
+		return nil, fmt.Errorf("provider %q is not available yet in this build (use provider \"local\")", ptype)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the roster executable: %w", err)
+	}
+	agentArgs := func(id string) []string {
+		a := []string{"agent", "-cluster", cfg.Cluster, "-machine-id", id, "-keys", keysDir,
+			"-queue", qtype, "-spare-heartbeat", cfg.Agent.SpareHeartbeat.String(), "-provider", "local"}
+		if qtype == "local" {
+			a = append(a, "-queue-dir", queueDir)
+		} else {
+			if cfg.Queue.Region != "" {
+				a = append(a, "-sqs-region", cfg.Queue.Region)
+			}
+			if cfg.Queue.Endpoint != "" {
+				a = append(a, "-sqs-endpoint", cfg.Queue.Endpoint)
+			}
+		}
+		if cfg.PluginDir != "" {
+			a = append(a, "-plugin-dir", cfg.PluginDir)
+		}
+		for _, p := range cfg.Plugins {
+			a = append(a, "-pin", p.Name+"="+p.Checksum)
+		}
+		return a
+	}
+	lp, err := localprov.New(localprov.Options{Exe: exe, DataDir: cfg.DataDir, AgentArgs: agentArgs,
+		BootDelay: cfg.Provider.BootDelay, MaxMachines: cfg.Provider.MaxMachines, Logger: so.Logger.Named("provider")})
+	if err != nil {
+		return nil, err
+	}
+	s.prov = lp
+
+	for _, b := range cfg.Balancers {
+		bal, err := balancer.Open(ctx, b, balancer.Options{DataDir: cfg.DataDir, Logger: so.Logger.Named("balancer")})
+		if err != nil {
+			return nil, err
+		}
+		s.bals[b.Name] = bal
+	}
+
+	s.o, err = orchestrator.New(orchestrator.Options{Config: cfg, Queue: s.q, Provider: s.prov, Balancers: s.bals, Keys: keys,
+		Logger: so.Logger, ResolveConfig: resolveRoleConfig})
+	if err != nil {
+		return nil, err
+	}
+
+	addr := cfg.API.Address
+	if so.APIAddress != "" {
+		addr = so.APIAddress
+	}
+	if addr == "" {
+		addr = config.DefaultAPIAddress
+	}
+	s.ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen on %s: %w", addr, err)
+	}
+	s.srv = &http.Server{Handler: s.o.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, APIAddrFile), []byte(s.ln.Addr().String()+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", APIAddrFile, err)
+	}
+	so.Logger.Info("api listening", "address", s.ln.Addr().String())
+	ok = true
+	return s, nil
+}
+
+// resolveRoleConfig resolves a role's references to other roles with the
+// endpoints of the first ready server of each.
+func resolveRoleConfig(r *config.Role, peers map[string][]protocol.Peer) (cty.Value, error) {
+	eps := map[string]map[string]string{}
+	for name, ps := range peers {
+		if len(ps) > 0 {
+			eps[name] = ps[0].Endpoints
+		}
+	}
+	v, diags := r.ResolveConfig(eps)
+	if diags.HasErrors() {
+		return cty.NilVal, diags
+	}
+	return v, nil
+}
+
+// Run serves the API and runs the orchestrator until ctx is done.
+func (s *stack) Run(ctx context.Context) error {
+	go func() {
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("api stopped", "error", err)
+		}
+	}()
+	return s.o.Run(ctx)
+}
+
+// Close stops the API and releases the backends; machines keep running.
+func (s *stack) Close() {
+	if s.srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.srv.Shutdown(sctx)
+		cancel()
+	} else if s.ln != nil {
+		s.ln.Close()
+	}
+	for _, b := range s.bals {
+		_ = b.Close()
+	}
+	if s.prov != nil {
+		_ = s.prov.Close()
+	}
+	if s.q != nil {
+		_ = s.q.Close()
+	}
+}
+
+// terminateAll ends every machine of the cluster the provider still lists.
+func (s *stack) terminateAll(ctx context.Context) (int, error) {
+	ms, err := s.prov.List(ctx, map[string]string{provider.TagCluster: s.cfg.Cluster})
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, m := range ms {
+		if err := s.prov.Terminate(ctx, m.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(ms), errors.Join(errs...)
+}
+
+// longestDrain is the longest drain timeout of the config's roles.
+func longestDrain(cfg *config.Orchestrator) time.Duration {
+	d := config.DefaultDrainTimeout
+	for _, r := range cfg.Roles {
+		if r.Drain.Timeout > d {
+			d = r.Drain.Timeout
+		}
+	}
+	return d
+}
+
+// stateNames sorts map keys for printing.
+func stateNames(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
