@@ -7,10 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -19,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/fsutil"
+	"github.com/rosterhq/roster/sdk/process"
 )
 
 // pgRoot is where Debian installs the PostgreSQL server binaries, one
@@ -257,43 +257,19 @@ func majorOfBin(bin string) int {
 	return v
 }
 
-// run runs a PostgreSQL tool as the cluster's user, appending its output to
-// logFile (and to onLine, line by line, when set), in its own process group
-// so that a cancelled ctx ends it and every child it forked. A failure
-// quotes the end of the log.
+// run runs a PostgreSQL tool as the cluster's user with sdk/process.Run:
+// its output appended to logFile (and to onLine, line by line, when set),
+// in its own process group so that a cancelled ctx ends it and every child
+// it forked. A failure quotes the end of the output.
 func (a account) run(ctx context.Context, l layout, logFile string, onLine func(string), env []string, path string, args ...string) error {
-	f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	_, err := process.Run(ctx, process.Command{
+		Path: path, Args: args,
+		BaseEnv: a.env(nil), Env: env,
+		Dir: l.Dir, User: a.Name,
+		Log: logFile, OnLine: onLine,
+	})
 	if err != nil {
 		return fmt.Errorf("db: %w", err)
-	}
-	defer f.Close()
-	start, _ := f.Seek(0, io.SeekEnd)
-	fmt.Fprintf(f, "# %s %s\n", filepath.Base(path), strings.Join(args, " "))
-
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Dir = l.Dir
-	cmd.Env = a.env(env)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if a.switches() {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(a.UID), Gid: uint32(a.GID), Groups: []uint32{}}
-	}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out io.Writer = f
-	var lines *lineWriter
-	if onLine != nil {
-		lines = &lineWriter{fn: onLine}
-		out = io.MultiWriter(f, lines)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	err = cmd.Run()
-	if lines != nil {
-		lines.flush()
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return sdk.Errorf(sdk.ErrTimeout, "db: %s: %v", filepath.Base(path), ctx.Err())
-		}
-		return fmt.Errorf("db: %s failed (%v): %s", filepath.Base(path), err, tailFrom(logFile, start, 1500))
 	}
 	return nil
 }
@@ -327,35 +303,6 @@ func tailFrom(path string, start, n int64) string {
 		b = b[int64(len(b))-n:]
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// lineWriter splits output into lines at \n or \r (pg_basebackup -P
-// rewrites its progress line with \r).
-type lineWriter struct {
-	fn  func(string)
-	buf []byte
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexAny(w.buf, "\r\n")
-		if i < 0 {
-			break
-		}
-		if line := strings.TrimSpace(string(w.buf[:i])); line != "" {
-			w.fn(line)
-		}
-		w.buf = w.buf[i+1:]
-	}
-	return len(p), nil
-}
-
-func (w *lineWriter) flush() {
-	if line := strings.TrimSpace(string(w.buf)); line != "" {
-		w.fn(line)
-	}
-	w.buf = nil
 }
 
 // initdb creates a new cluster in l.Data: local (socket) connections are
@@ -403,18 +350,13 @@ func (a account) writeConf(l layout, c conf) error {
 	return a.writeFile(filepath.Join(l.Data, "pg_hba.conf"), renderHBA(c), 0o600)
 }
 
+// writeFile writes a file of the cluster atomically, owned by a.
 func (a account) writeFile(path string, data []byte, perm fs.FileMode) error {
-	tmp := path + ".roster-tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return fmt.Errorf("db: %w", err)
-	}
+	var opts []fsutil.Option
 	if a.switches() {
-		if err := os.Lchown(tmp, a.UID, a.GID); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("db: %w", err)
-		}
+		opts = append(opts, fsutil.WithOwner(a.UID, a.GID))
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fsutil.WriteFileAtomic(path, data, perm, opts...); err != nil {
 		return fmt.Errorf("db: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // loopbackCIDRs are the default client_cidrs and replication_cidrs.
@@ -17,7 +18,7 @@ var loopbackCIDRs = []string{"127.0.0.1/32", "::1/128"}
 // Schema returns the role's config schema; ConfigSchema answers it.
 func Schema() sdk.Schema {
 	loopback := sdk.ListVal(sdk.StringVal(loopbackCIDRs[0]), sdk.StringVal(loopbackCIDRs[1]))
-	return sdk.Schema{Attributes: []sdk.Attribute{
+	attrs := []sdk.Attribute{
 		{Name: "port", Type: sdk.Number, Default: sdk.NumberIntVal(0),
 			Description: "PostgreSQL's TCP port; 0 picks a free one"},
 		{Name: "listen", Type: sdk.String, Default: sdk.StringVal("127.0.0.1"),
@@ -54,11 +55,9 @@ func Schema() sdk.Schema {
 			Description: "Drain ends client sessions that sit idle outside a transaction (as apache closes idle keep-alive connections) and waits for the others; false waits for every client to disconnect"},
 		{Name: "version", Type: sdk.Number, Default: sdk.NumberIntVal(0),
 			Description: "PostgreSQL major version to run (15); 0 takes the newest installed under /usr/lib/postgresql"},
-		{Name: "packages", Type: sdk.List(sdk.String), Default: sdk.ListValEmpty(sdk.String),
-			Description: "Debian packages needed besides PostgreSQL (postgresql, or postgresql-<version> when version is set), such as postgresql-15-postgis-3"},
-		{Name: "install_missing", Type: sdk.Bool, Default: sdk.BoolVal(false),
-			Description: "install missing packages with apt-get (needs root); otherwise a missing package fails Provision, naming it"},
-	}}
+	}
+	attrs = append(attrs, rolekit.PackagesAttributes("PostgreSQL (postgresql, or postgresql-<version> when version is set), such as postgresql-15-postgis-3")...)
+	return sdk.Schema{Attributes: attrs}
 }
 
 // settings is the decoded and checked config.
@@ -269,12 +268,7 @@ func (s settings) packages() []string {
 }
 
 // endpointHost is the host the postgres endpoint names.
-func (s settings) endpointHost() string {
-	if ip := net.ParseIP(s.Listen); ip != nil && ip.IsUnspecified() {
-		return "127.0.0.1"
-	}
-	return s.Listen
-}
+func (s settings) endpointHost() string { return rolekit.EndpointHost(s.Listen) }
 
 // target is the database and role the schema and the dump run as.
 func (s settings) target() (database, user string) {

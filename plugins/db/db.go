@@ -28,7 +28,6 @@ package db
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -40,9 +39,11 @@ import (
 
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/artifact"
+	"github.com/rosterhq/roster/sdk/fsutil"
 	"github.com/rosterhq/roster/sdk/netutil"
 	"github.com/rosterhq/roster/sdk/packages"
 	"github.com/rosterhq/roster/sdk/process"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Name is the role plugin's name.
@@ -70,40 +71,30 @@ const (
 )
 
 // New returns the db role.
-func New() sdk.Role { return &Role{servers: map[string]*entry{}, installer: packages.Installer{}} }
+func New() sdk.Role {
+	return &Role{
+		Meta: rolekit.Meta{About: sdk.Info{
+			Name:        Name,
+			Version:     Version,
+			Description: "PostgreSQL from Debian as a private cluster, a primary or a streaming replica",
+		}, Schema: Schema},
+		servers: rolekit.Servers[entry]{Role: "db"},
+	}
+}
 
 // Role implements sdk.Role. One plugin process may serve several servers;
 // they are told apart by work directory, and calls that change a server are
 // serialised.
 type Role struct {
-	mu        sync.Mutex
-	servers   map[string]*entry
+	rolekit.Meta
+	servers   rolekit.Servers[entry]
 	installer packages.Installer
 }
 
 type entry struct {
-	mu sync.Mutex // Provision, Drain and Teardown
 	// statsMu guards the statistics sample file, which health checks
-	// (not serialised with the others) read and write.
+	// (not serialised by the server's lock) read and write.
 	statsMu sync.Mutex
-}
-
-func (r *Role) entry(s sdk.Server) (*entry, error) {
-	if s.WorkDir == "" {
-		return nil, sdk.Errorf(sdk.ErrInvalidConfig, "db: server %q has no work directory", s.Name)
-	}
-	dir, err := filepath.Abs(s.WorkDir)
-	if err != nil {
-		return nil, sdk.Errorf(sdk.ErrInvalidConfig, "db: work directory %q: %v", s.WorkDir, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.servers[dir]
-	if e == nil {
-		e = &entry{}
-		r.servers[dir] = e
-	}
-	return e, nil
 }
 
 // state is what a relaunched plugin process needs about a server.
@@ -126,54 +117,22 @@ type state struct {
 }
 
 func loadState(l layout) (*state, error) {
-	b, err := os.ReadFile(l.State)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	st, err := rolekit.LoadState[state](l.State)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("db: %w", err)
 	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("db: state file %s: %w", l.State, err)
-	}
-	return &st, nil
+	return st, nil
 }
 
 func saveState(l layout, st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := l.State + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("db: %w", err)
-	}
-	if err := os.Rename(tmp, l.State); err != nil {
+	if err := rolekit.SaveState(l.State, st); err != nil {
 		return fmt.Errorf("db: %w", err)
 	}
 	return nil
 }
 
-// Info describes the role.
-func (r *Role) Info(context.Context) (sdk.Info, error) {
-	return sdk.Info{
-		Name:        Name,
-		Version:     Version,
-		Description: "PostgreSQL from Debian as a private cluster, a primary or a streaming replica",
-	}, nil
-}
-
-// ConfigSchema declares the role's config block.
-func (r *Role) ConfigSchema(context.Context) (sdk.Schema, error) { return Schema(), nil }
-
 func supervisor(ctx context.Context, l layout) (*process.Supervisor, error) {
-	sup, err := process.NewSupervisor(l.Run, sdk.Logger(ctx))
-	if err != nil {
-		return nil, err
-	}
-	sup.PollInterval = pollInterval
-	return sup, nil
+	return rolekit.Supervisor(ctx, l.Run, pollInterval)
 }
 
 // Provision makes the cluster and starts it. Called again for a server, it
@@ -185,12 +144,11 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	log := sdk.Logger(ctx).Named("db")
 	l := layoutOf(req.Server.WorkDir)
 
@@ -204,10 +162,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	}
 
 	// 1. Packages.
-	req.Report("packages", "checking Debian packages: "+strings.Join(cfg.packages(), " "), 0)
-	if err := r.installer.Ensure(ctx, cfg.packages(), cfg.InstallMissing, func(line string) {
-		req.Report("packages", line, 0.05)
-	}); err != nil {
+	if err := rolekit.EnsurePackages(ctx, req, r.installer, cfg.packages(), cfg.InstallMissing); err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("db: %w", err)
 	}
 	bin, err := binaries(cfg.Version)
@@ -339,13 +294,7 @@ func fetchArtifacts(ctx context.Context, req sdk.ProvisionRequest, cfg settings,
 		req.Report("fetch", "fetching dump "+artifact.Redact(cfg.Dump), 0.15)
 		res, err := artifact.Fetch(ctx, cfg.Dump, filepath.Join(l.Artifacts, "dump"), artifact.Options{
 			SHA256: cfg.DumpSHA256, Logger: log,
-			Progress: func(done, total int64) {
-				f := 0.15
-				if total > 0 {
-					f += 0.1 * float64(done) / float64(total)
-				}
-				req.Report("fetch", fmt.Sprintf("dump: %d of %d bytes", done, total), f)
-			},
+			Progress: rolekit.FetchProgress(req, "dump", 0.15, 0.1),
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("db: dump: %w", err)
@@ -394,6 +343,12 @@ func (r *Role) start(ctx context.Context, sup *process.Supervisor, l layout, acc
 			// fast sends; pg_ctl itself refuses to run as root.
 			StopSignal: syscall.SIGINT,
 			User:       acct.Name,
+			// Every child of the postmaster (backends, checkpointer,
+			// walsenders…) calls setsid() as it starts, leaving the
+			// postmaster's process group. After a fast shutdown the
+			// postmaster exits last; after a SIGKILL the children would
+			// live on until they noticed.
+			Descendants: true,
 		})
 		if err != nil {
 			return 0, fmt.Errorf("db: %w", err)
@@ -538,7 +493,7 @@ func toolError(err error, what string) error {
 // HealthCheck connects through the socket and runs SELECT 1, then reads the
 // metrics. A cluster that does not answer is unhealthy, not an error.
 func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk.HealthCheckResponse, error) {
-	e, err := r.entry(req.Server)
+	e, err := r.servers.Get(req.Server)
 	if err != nil {
 		return sdk.HealthCheckResponse{}, err
 	}
@@ -613,23 +568,13 @@ func (e *entry) rate(l layout, total float64, now time.Time) float64 {
 	e.statsMu.Lock()
 	defer e.statsMu.Unlock()
 	var prev statsSample
-	if b, err := os.ReadFile(l.Stats); err == nil {
-		_ = json.Unmarshal(b, &prev)
+	if p, err := rolekit.LoadState[statsSample](l.Stats); err == nil && p != nil {
+		prev = *p
 	}
-	if b, err := json.Marshal(statsSample{At: now, Transactions: total}); err == nil {
-		tmp := l.Stats + ".tmp"
-		if os.WriteFile(tmp, b, 0o644) == nil {
-			_ = os.Rename(tmp, l.Stats)
-		}
-	}
-	if prev.At.IsZero() || total < prev.Transactions {
-		return 0
-	}
-	secs := now.Sub(prev.At).Seconds()
-	if secs <= 0 {
-		return 0
-	}
-	return max(total-prev.Transactions-healthTransactions, 0) / secs
+	// Not fsynced: a sample lost in a crash costs one rate.
+	_ = rolekit.SaveState(l.Stats, statsSample{At: now, Transactions: total}, fsutil.NoSync())
+	r, _ := rolekit.PerSecond(rolekit.Sample{At: prev.At, Count: prev.Transactions}, rolekit.Sample{At: now, Count: total}, healthTransactions)
+	return r
 }
 
 // Drain makes pg_hba.conf reject every new TCP connection but replication
@@ -645,12 +590,11 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	log := sdk.Logger(ctx).Named("db")
 	l := layoutOf(req.Server.WorkDir)
 	st, err := loadState(l)
@@ -671,11 +615,8 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	if !req.Deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
-		defer cancel()
-	}
+	ctx, cancel := rolekit.WithDeadline(ctx, req.Deadline)
+	defer cancel()
 	conn, err := connect(ctx, l.Socket, st.Port, "postgres")
 	if err != nil {
 		return sdk.DrainResponse{}, asUnavailable("draining: connecting through the socket", err)
@@ -743,6 +684,12 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 	return sdk.DrainResponse{OpenConnections: open}, nil
 }
 
+// stopPostgres stops the cluster: a fast shutdown (SIGINT), then SIGKILL
+// of the postmaster and of every child of it past stopTimeout.
+func stopPostgres(ctx context.Context, sup *process.Supervisor) error {
+	return sup.Stop(ctx, postgresName, stopTimeout)
+}
+
 // sleep waits d, or less when ctx ends; it says whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -761,36 +708,22 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // twice. The data directory stays for the agent to remove with the work
 // directory.
 func (r *Role) Teardown(ctx context.Context, req sdk.TeardownRequest) (sdk.TeardownResponse, error) {
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.TeardownResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	l := layoutOf(req.Server.WorkDir)
-	var stopErr error
-	if _, err := os.Stat(l.Run); err == nil {
-		sup, err := supervisor(ctx, l)
-		if err != nil {
-			return sdk.TeardownResponse{}, err
+	return rolekit.Teardown(ctx, "db", l.Run, pollInterval, func(ctx context.Context, sup *process.Supervisor) error {
+		if err := stopPostgres(ctx, sup); err != nil || !l.socketOutside() {
+			return err
 		}
-		stopErr = stopPostgres(ctx, sup)
-	}
-	if stopErr == nil && l.socketOutside() {
-		if err := os.RemoveAll(l.Socket); err != nil {
-			stopErr = err
-		}
-	}
-	logs := process.ExistingLogs(
+		return os.RemoveAll(l.Socket)
+	},
 		sdk.LogFile{Name: "postgres/postgres.log", Path: l.PGLog},
 		sdk.LogFile{Name: "postgres/initdb.log", Path: filepath.Join(l.Logs, "initdb.log")},
 		sdk.LogFile{Name: "postgres/basebackup.log", Path: filepath.Join(l.Logs, "basebackup.log")},
 		sdk.LogFile{Name: "postgres/schema.log", Path: filepath.Join(l.Logs, "schema.log")},
 		sdk.LogFile{Name: "postgres/dump.log", Path: filepath.Join(l.Logs, "dump.log")},
 	)
-	if stopErr != nil {
-		return sdk.TeardownResponse{Logs: logs}, fmt.Errorf("db: %w", stopErr)
-	}
-	sdk.Logger(ctx).Named("db").Info("torn down", "logs", len(logs))
-	return sdk.TeardownResponse{Logs: logs}, nil
 }

@@ -129,7 +129,15 @@ func daemonPids(t testing.TB, workDir string) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return clusterPids(sup)
+	p, err := sup.Find(postgresName)
+	if err != nil || !p.Alive() {
+		return nil
+	}
+	pids, err := p.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
 }
 
 // assertGone fails unless every pid has exited.

@@ -145,17 +145,6 @@ func TestIsLoopback(t *testing.T) {
 	}
 }
 
-func TestLineWriterSplitsProgress(t *testing.T) {
-	var lines []string
-	w := &lineWriter{fn: func(l string) { lines = append(lines, l) }}
-	w.Write([]byte("100/2000 kB (5%), 0/1 tablespace\r2000/2000 kB (100%), 1/1 tab"))
-	w.Write([]byte("lespace\nwaiting\n"))
-	w.flush()
-	if strings.Join(lines, "|") != "100/2000 kB (5%), 0/1 tablespace|2000/2000 kB (100%), 1/1 tablespace|waiting" {
-		t.Errorf("lines %q", lines)
-	}
-}
-
 func TestDefaults(t *testing.T) {
 	s, err := decode(sdk.Config{})
 	if err != nil {

@@ -239,9 +239,11 @@ func TestRelaunchedProcessServesAgain(t *testing.T) {
 	first := New().(*Role)
 	srv, cfg, eps := provision(t, first, map[string]any{})
 	// The first process dies: its server goes with it.
-	for _, e := range first.servers {
-		e.site.close()
+	e, err := first.servers.Get(srv)
+	if err != nil {
+		t.Fatal(err)
 	}
+	e.site.close()
 	if _, err := net.DialTimeout("tcp", eps["http"], time.Second); err == nil {
 		t.Fatal("still serving after the process died")
 	}

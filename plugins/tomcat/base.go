@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/template"
 )
 
@@ -333,21 +332,6 @@ func javaArgs(l layout, s settings, server string) []string {
 	)
 }
 
-// runAs returns the user a daemon runs as when the plugin runs as root:
-// name, when that user exists. Tomcat runs as root otherwise (with a
-// warning in the log), since a role must work on a machine without the
-// user; apache refuses to serve as root, so it needs www-data.
-func runAs(name string) (*user.User, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("user %s: %w", name, err)
-	}
-	return u, nil
-}
-
 // chownTree gives the tree at dir to u (chown -R), without following links.
 func chownTree(dir string, u *user.User) error {
 	uid, _ := strconv.Atoi(u.Uid)
@@ -358,30 +342,6 @@ func chownTree(dir string, u *user.User) error {
 		}
 		return os.Lchown(p, uid, gid)
 	})
-}
-
-// checkReachable fails, naming the first directory, when u cannot pass
-// through every directory above dir.
-func checkReachable(dir string, u *user.User) error {
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		perm := fi.Mode().Perm()
-		canPass := perm&0o001 != 0 ||
-			ok && int(st.Uid) == uid && perm&0o100 != 0 ||
-			ok && int(st.Gid) == gid && perm&0o010 != 0
-		if !canPass {
-			return fmt.Errorf("user %s cannot reach %s: %s is mode %04o (give it o+x, as most directories have)", u.Username, dir, d, perm)
-		}
-		if d == "/" || d == filepath.Dir(d) {
-			return nil
-		}
-	}
 }
 
 // frontParams fill the apache front's configuration template.

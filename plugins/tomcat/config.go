@@ -7,11 +7,12 @@ import (
 	"strings"
 
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Schema returns the role's config schema; ConfigSchema answers it.
 func Schema() sdk.Schema {
-	return sdk.Schema{Attributes: []sdk.Attribute{
+	attrs := []sdk.Attribute{
 		{Name: "war", Type: sdk.String, Required: true,
 			Description: "artifact URL of the web application: a .war file, or an exploded webapp as a directory, .tar.gz or git repository (file://, http(s)://, s3://, git+https://…#ref)"},
 		{Name: "war_sha256", Type: sdk.String, Default: sdk.StringVal(""),
@@ -30,19 +31,16 @@ func Schema() sdk.Schema {
 			Description: "the connector's maxThreads: requests served at once; busy_ratio is relative to it"},
 		{Name: "keep_alive_timeout", Type: sdk.Number, Default: sdk.NumberIntVal(5),
 			Description: "seconds an idle keep-alive connection is held open (the connector's keepAliveTimeout); Drain waits for such connections too"},
-		{Name: "health_path", Type: sdk.String, Default: sdk.StringVal("/"),
-			Description: "path HealthCheck GETs, through the http endpoint"},
-		{Name: "health_status", Type: sdk.Number, Default: sdk.NumberIntVal(200),
-			Description: "HTTP status HealthCheck expects"},
+	}
+	attrs = append(attrs, rolekit.HealthAttributes()...)
+	attrs = append(attrs, []sdk.Attribute{
 		{Name: "apache_front", Type: sdk.Bool, Default: sdk.BoolVal(false),
 			Description: "put apache2 (mod_proxy_http) in front of Tomcat; the http endpoint is then apache's and the tomcat endpoint Tomcat's"},
 		{Name: "front_port", Type: sdk.Number, Default: sdk.NumberIntVal(0),
 			Description: "apache's port with apache_front; 0 picks a free one"},
-		{Name: "packages", Type: sdk.List(sdk.String), Default: sdk.ListValEmpty(sdk.String),
-			Description: "Debian packages needed besides tomcat10 (and apache2 with apache_front)"},
-		{Name: "install_missing", Type: sdk.Bool, Default: sdk.BoolVal(false),
-			Description: "install missing packages with apt-get (needs root); otherwise a missing package fails Provision, naming it"},
-	}}
+	}...)
+	attrs = append(attrs, rolekit.PackagesAttributes("tomcat10 (and apache2 with apache_front)")...)
+	return sdk.Schema{Attributes: attrs}
 }
 
 // settings is the decoded and checked config.
@@ -56,12 +54,11 @@ type settings struct {
 	JVMOptions       []string
 	MaxThreads       int
 	KeepAliveTimeout int
-	HealthPath       string
-	HealthStatus     int
-	ApacheFront      bool
-	FrontPort        int
-	Packages         []string
-	InstallMissing   bool
+	rolekit.HTTPHealth
+	ApacheFront    bool
+	FrontPort      int
+	Packages       []string
+	InstallMissing bool
 }
 
 // contextPathRE is what a context path may be: segments of safe characters.
@@ -81,8 +78,6 @@ func decode(c sdk.Config) (settings, error) {
 		JVMOptions:       c.Strings("jvm_options"),
 		MaxThreads:       int(c.Int("max_threads")),
 		KeepAliveTimeout: int(c.Int("keep_alive_timeout")),
-		HealthPath:       c.String("health_path"),
-		HealthStatus:     int(c.Int("health_status")),
 		ApacheFront:      c.Bool("apache_front"),
 		FrontPort:        int(c.Int("front_port")),
 		Packages:         c.Strings("packages"),
@@ -105,16 +100,15 @@ func decode(c sdk.Config) (settings, error) {
 	if !c.Has("keep_alive_timeout") {
 		s.KeepAliveTimeout = 5
 	}
-	if s.HealthPath == "" {
-		s.HealthPath = "/"
-	}
-	if !c.Has("health_status") {
-		s.HealthStatus = 200
-	}
 
 	bad := func(format string, args ...any) (settings, error) {
 		return settings{}, sdk.Errorf(sdk.ErrInvalidConfig, "tomcat: "+format, args...)
 	}
+	h, err := rolekit.DecodeHTTPHealth(c)
+	if err != nil {
+		return bad("%v", err)
+	}
+	s.HTTPHealth = h
 	switch {
 	case s.War == "":
 		return bad("war is required")
@@ -140,10 +134,6 @@ func decode(c sdk.Config) (settings, error) {
 		return bad("max_threads %d: want 1..10000", s.MaxThreads)
 	case s.KeepAliveTimeout < 0 || s.KeepAliveTimeout > 3600:
 		return bad("keep_alive_timeout %d: want 0..3600 seconds", s.KeepAliveTimeout)
-	case !strings.HasPrefix(s.HealthPath, "/"):
-		return bad("health_path %q: want a path starting with /", s.HealthPath)
-	case s.HealthStatus < 100 || s.HealthStatus > 599:
-		return bad("health_status %d: want an HTTP status 100..599", s.HealthStatus)
 	}
 	for _, o := range s.JVMOptions {
 		// Each option is one argument of java's command line: anything not
@@ -182,9 +172,4 @@ func (s settings) appName() string {
 }
 
 // endpointHost is the host the http endpoint names.
-func (s settings) endpointHost() string {
-	if ip := net.ParseIP(s.ListenAddress); ip != nil && ip.IsUnspecified() {
-		return "127.0.0.1"
-	}
-	return s.ListenAddress
-}
+func (s settings) endpointHost() string { return rolekit.EndpointHost(s.ListenAddress) }

@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
@@ -135,27 +134,9 @@ func TestExampleWARUpToDate(t *testing.T) {
 // example's role file against the role's schema, as `roster validate`
 // does, and checks the values Provision checks.
 func TestExampleRoleFileFitsSchema(t *testing.T) {
-	src, err := os.ReadFile(exampleRole)
+	body, err := rolekit.ConfigBlock(exampleRole)
 	if err != nil {
 		t.Fatal(err)
-	}
-	f, diags := hclsyntax.ParseConfig(src, exampleRole, hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags.Error())
-	}
-	var body string
-	for _, role := range f.Body.(*hclsyntax.Body).Blocks {
-		if role.Type != "role" {
-			continue
-		}
-		for _, b := range role.Body.Blocks {
-			if b.Type == "config" {
-				body = string(src[b.OpenBraceRange.End.Byte:b.CloseBraceRange.Start.Byte])
-			}
-		}
-	}
-	if body == "" {
-		t.Fatalf("%s has no role with a config block", exampleRole)
 	}
 	cfg, diags := roletest.DecodeHCL(Schema(), body)
 	if diags.HasErrors() {

@@ -4,42 +4,12 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
-
-// probeHeader marks the role's own requests in the access logs.
-const probeHeader = "X-Roster-Probe"
-
-var httpClient = &http.Client{
-	Transport: &http.Transport{
-		// Probes must not hold keep-alive connections open: Drain counts
-		// connections, and a probe's idle one would look like a client's.
-		DisableKeepAlives: true,
-		Proxy:             nil,
-	},
-	// Never follow a redirect: health_status may well be 302.
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
-// get fetches http://addr/path and returns the status and up to 1 MiB of
-// the body.
-func get(ctx context.Context, addr, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set(probeHeader, "1")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, body, err
-}
 
 // tomcatStatus is what the role reads of Tomcat's status servlet.
 type tomcatStatus struct {
@@ -78,7 +48,7 @@ type statusXML struct {
 // fetchStatus asks the private status service about the connector on
 // port.
 func fetchStatus(ctx context.Context, statusAddr string, port int) (tomcatStatus, error) {
-	code, body, err := get(ctx, statusAddr, statusPath+"?XML=true")
+	code, body, err := rolekit.HTTPGet(ctx, statusAddr, statusPath+"?XML=true")
 	if err != nil {
 		return tomcatStatus{}, fmt.Errorf("tomcat status: %w", err)
 	}

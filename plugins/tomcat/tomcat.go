@@ -28,14 +28,12 @@ package tomcat
 import (
 	"archive/zip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -44,6 +42,7 @@ import (
 	"github.com/rosterhq/roster/sdk/netutil"
 	"github.com/rosterhq/roster/sdk/packages"
 	"github.com/rosterhq/roster/sdk/process"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Name is the role plugin's name.
@@ -73,40 +72,29 @@ const (
 )
 
 // New returns the tomcat role.
-func New() sdk.Role { return &Role{servers: map[string]*entry{}, installer: packages.Installer{}} }
+func New() sdk.Role {
+	return &Role{
+		Meta: rolekit.Meta{About: sdk.Info{
+			Name:        Name,
+			Version:     Version,
+			Description: "Tomcat 10 from Debian as a private instance serving one WAR, optionally behind apache2",
+		}, Schema: Schema},
+		servers: rolekit.Servers[entry]{Role: "tomcat"},
+	}
+}
 
 // Role implements sdk.Role. One plugin process may serve several servers;
 // they are told apart by work directory, and calls about one server are
 // serialised.
 type Role struct {
-	mu        sync.Mutex
-	servers   map[string]*entry
+	rolekit.Meta
+	servers   rolekit.Servers[entry]
 	installer packages.Installer
 }
 
 type entry struct {
-	mu sync.Mutex
-	// The previous status sample, for requests_per_second.
-	lastRequests float64
-	lastAt       time.Time
-}
-
-func (r *Role) entry(s sdk.Server) (*entry, error) {
-	if s.WorkDir == "" {
-		return nil, sdk.Errorf(sdk.ErrInvalidConfig, "tomcat: server %q has no work directory", s.Name)
-	}
-	dir, err := filepath.Abs(s.WorkDir)
-	if err != nil {
-		return nil, sdk.Errorf(sdk.ErrInvalidConfig, "tomcat: work directory %q: %v", s.WorkDir, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.servers[dir]
-	if e == nil {
-		e = &entry{}
-		r.servers[dir] = e
-	}
-	return e, nil
+	// requests is the connector's requestCount, for requests_per_second.
+	requests rolekit.Rate
 }
 
 // state is what a relaunched plugin process needs about a server.
@@ -126,51 +114,15 @@ type state struct {
 }
 
 func loadState(l layout) (*state, error) {
-	b, err := os.ReadFile(l.State)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	st, err := rolekit.LoadState[state](l.State)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tomcat: %w", err)
 	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("tomcat: state file %s: %w", l.State, err)
-	}
-	return &st, nil
+	return st, nil
 }
-
-func saveState(l layout, st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := l.State + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, l.State)
-}
-
-// Info describes the role.
-func (r *Role) Info(context.Context) (sdk.Info, error) {
-	return sdk.Info{
-		Name:        Name,
-		Version:     Version,
-		Description: "Tomcat 10 from Debian as a private instance serving one WAR, optionally behind apache2",
-	}, nil
-}
-
-// ConfigSchema declares the role's config block.
-func (r *Role) ConfigSchema(context.Context) (sdk.Schema, error) { return Schema(), nil }
 
 func supervisor(ctx context.Context, l layout) (*process.Supervisor, error) {
-	sup, err := process.NewSupervisor(l.Run, sdk.Logger(ctx))
-	if err != nil {
-		return nil, err
-	}
-	sup.PollInterval = pollPeriod
-	return sup, nil
+	return rolekit.Supervisor(ctx, l.Run, pollPeriod)
 }
 
 // Provision installs (or checks) the packages, fetches the WAR, writes the
@@ -182,20 +134,16 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
-	e, err := r.entry(req.Server)
+	e, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	log := sdk.Logger(ctx).Named("tomcat")
 	l := layoutOf(req.Server.WorkDir)
 
 	// 1. Packages, and the commands they bring.
-	req.Report("packages", "checking Debian packages: "+strings.Join(cfg.packages(), " "), 0)
-	if err := r.installer.Ensure(ctx, cfg.packages(), cfg.InstallMissing, func(line string) {
-		req.Report("packages", line, 0.05)
-	}); err != nil {
+	if err := rolekit.EnsurePackages(ctx, req, r.installer, cfg.packages(), cfg.InstallMissing); err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("tomcat: %w", err)
 	}
 	java, err := javaBinary()
@@ -241,15 +189,9 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	}
 	fetched := filepath.Join(l.Fetch, "app")
 	app, err := artifact.Fetch(ctx, cfg.War, fetched, artifact.Options{
-		SHA256: cfg.WarSHA256,
-		Logger: log,
-		Progress: func(done, total int64) {
-			f := 0.1
-			if total > 0 {
-				f += 0.3 * float64(done) / float64(total)
-			}
-			req.Report("fetch", fmt.Sprintf("war: %d of %d bytes", done, total), f)
-		},
+		SHA256:   cfg.WarSHA256,
+		Logger:   log,
+		Progress: rolekit.FetchProgress(req, "war", 0.1, 0.3),
 	})
 	if err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("tomcat: war: %w", err)
@@ -271,7 +213,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	}
 
 	// 3. Users.
-	tcUser, err := runAs(tomcatUser)
+	tcUser, err := rolekit.RunAs(tomcatUser)
 	if err != nil {
 		// Tomcat still works as root; say so where people look.
 		log.Warn("running tomcat as root: no tomcat user", "error", err)
@@ -280,7 +222,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	}
 	var wwwData *user.User
 	if cfg.ApacheFront {
-		if wwwData, err = runAs(apacheUser); err != nil {
+		if wwwData, err = rolekit.RunAs(apacheUser); err != nil {
 			return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrNotFound, "tomcat: apache front: %v", err)
 		}
 	}
@@ -316,7 +258,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	userName := ""
 	if tcUser != nil {
 		userName = tcUser.Username
-		if err := checkReachable(l.Base, tcUser); err != nil {
+		if err := rolekit.CheckReachable(l.Base, l.Base, tcUser); err != nil {
 			return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrInvalidConfig, "tomcat: %v", err)
 		}
 		// Tomcat writes its logs, unpacks the WAR and compiles JSPs; its
@@ -386,7 +328,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 			return sdk.ProvisionResponse{}, fmt.Errorf("tomcat: %w", err)
 		}
 		if err := ap.WaitReady(startCtx, func(ctx context.Context) error {
-			return checkHealth(ctx, frontAddr, cfg)
+			return cfg.Check(ctx, frontAddr)
 		}); err != nil {
 			if tail := process.Tail(filepath.Join(l.FrontLogs, "error.log"), 1024); tail != "" {
 				err = fmt.Errorf("%w; error.log: %s", err, tail)
@@ -401,10 +343,10 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 		Server: req.Server.Name, HTTP: httpAddr, Tomcat: tomcatAddr, Status: statusAddr, Front: frontAddr,
 		MaxThreads: cfg.MaxThreads, User: userName, WarSHA256: app.SHA256, Revision: app.Revision,
 	}
-	if err := saveState(l, st); err != nil {
+	if err := rolekit.SaveState(l.State, st); err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("tomcat: %w", err)
 	}
-	e.lastAt = time.Time{}
+	e.requests.Reset()
 	req.Report("ready", "serving "+cfg.ContextPath+" on "+httpAddr, 1)
 	log.Info("tomcat server ready", "http", httpAddr, "tomcat", tomcatAddr, "context_path", cfg.ContextPath,
 		"war_sha256", app.SHA256, "user", userName, "apache_front", cfg.ApacheFront)
@@ -505,7 +447,7 @@ func waitTomcat(ctx context.Context, tc *process.Process, l layout, addr, status
 		// A JVM that accepts and never answers must not hold the probe.
 		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer pcancel()
-		return checkHealth(pctx, addr, cfg)
+		return cfg.Check(pctx, addr)
 	})
 	if fatal != nil {
 		return fatal
@@ -533,18 +475,6 @@ func findLine(path string, needles []string) string {
 		}
 	}
 	return ""
-}
-
-// checkHealth GETs health_path and wants health_status.
-func checkHealth(ctx context.Context, addr string, cfg settings) error {
-	code, _, err := get(ctx, addr, cfg.HealthPath)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", cfg.HealthPath, err)
-	}
-	if code != cfg.HealthStatus {
-		return fmt.Errorf("GET %s: HTTP %d, want %d", cfg.HealthPath, code, cfg.HealthStatus)
-	}
-	return nil
 }
 
 func apacheSpec(l layout) process.Spec {
@@ -604,7 +534,7 @@ func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk
 	if err != nil {
 		return sdk.HealthCheckResponse{}, err
 	}
-	e, err := r.entry(req.Server)
+	e, err := r.servers.Get(req.Server)
 	if err != nil {
 		return sdk.HealthCheckResponse{}, err
 	}
@@ -633,7 +563,7 @@ func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk
 			}
 		}
 	}
-	if err := checkHealth(ctx, st.HTTP, cfg); err != nil {
+	if err := cfg.Check(ctx, st.HTTP); err != nil {
 		reasons = append(reasons, err.Error())
 	}
 	if s, err := fetchStatus(ctx, st.Status, port); err != nil {
@@ -661,18 +591,8 @@ func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk
 // rate returns the requests per second since the previous sample, less the
 // health check's own request; 0 on the first sample after a (re)start.
 func (e *entry) rate(count float64, now time.Time) float64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	prevAt, prev := e.lastAt, e.lastRequests
-	e.lastAt, e.lastRequests = now, count
-	if prevAt.IsZero() || count < prev {
-		return 0
-	}
-	secs := now.Sub(prevAt).Seconds()
-	if secs <= 0 {
-		return 0
-	}
-	return max(count-prev-1, 0) / secs
+	r, _ := e.requests.Observe(rolekit.Sample{At: now, Count: count}, 1)
+	return r
 }
 
 // Drain stops the server taking new connections and waits for the work in
@@ -685,12 +605,11 @@ func (e *entry) rate(count float64, now time.Time) float64 {
 // connection to Tomcat's (and the front's) port remains, or at the
 // deadline; Teardown waits for the JVM to exit.
 func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainResponse, error) {
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	log := sdk.Logger(ctx).Named("tomcat")
 	l := layoutOf(req.Server.WorkDir)
 	st, err := addrs(req.Endpoints, l)
@@ -717,11 +636,8 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	if !req.Deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
-		defer cancel()
-	}
+	ctx, cancel := rolekit.WithDeadline(ctx, req.Deadline)
+	defer cancel()
 	open := 0
 	if ap, err := sup.Find(apacheName); err == nil && ap.Alive() {
 		log.Info("draining: apache graceful-stop", "http", st.Front)
@@ -756,7 +672,7 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 		log.Warn("drain deadline passed with connections open", "open_connections", open)
 		if saved, err := loadState(l); err == nil && saved != nil {
 			saved.DrainLeft = open
-			if err := saveState(l, saved); err != nil {
+			if err := rolekit.SaveState(l.State, saved); err != nil {
 				log.Warn("cannot record the drain in the state file", "error", err)
 			}
 		}
@@ -769,27 +685,20 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 // SIGKILL of its process group) and returns their logs. It is safe after a
 // failed Provision and twice.
 func (r *Role) Teardown(ctx context.Context, req sdk.TeardownRequest) (sdk.TeardownResponse, error) {
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.TeardownResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	l := layoutOf(req.Server.WorkDir)
-	var stopErr error
-	if _, err := os.Stat(l.Run); err == nil {
-		sup, err := supervisor(ctx, l)
-		if err != nil {
-			return sdk.TeardownResponse{}, err
-		}
+	return rolekit.Teardown(ctx, "tomcat", l.Run, pollPeriod, func(ctx context.Context, sup *process.Supervisor) error {
 		stop := tomcatStopTime
 		if st, err := loadState(l); err == nil && st != nil && st.DrainLeft > 0 {
 			// Those connections were given up on at the drain deadline.
 			stop = abandonStopTime
 		}
-		stopErr = stopAllWithin(ctx, sup, stop)
-	}
-	logs := process.ExistingLogs(
+		return stopAllWithin(ctx, sup, stop)
+	},
 		sdk.LogFile{Name: "tomcat/catalina.log", Path: filepath.Join(l.Logs, "catalina.log")},
 		sdk.LogFile{Name: "tomcat/localhost.log", Path: filepath.Join(l.Logs, "localhost.log")},
 		sdk.LogFile{Name: "tomcat/access.log", Path: filepath.Join(l.Logs, "access.log")},
@@ -798,9 +707,4 @@ func (r *Role) Teardown(ctx context.Context, req sdk.TeardownRequest) (sdk.Teard
 		sdk.LogFile{Name: "apache/error.log", Path: filepath.Join(l.FrontLogs, "error.log")},
 		sdk.LogFile{Name: "apache/apache2.out.log", Path: filepath.Join(l.FrontLogs, "apache2.out.log")},
 	)
-	if stopErr != nil {
-		return sdk.TeardownResponse{Logs: logs}, fmt.Errorf("tomcat: %w", stopErr)
-	}
-	sdk.Logger(ctx).Named("tomcat").Info("torn down", "logs", len(logs))
-	return sdk.TeardownResponse{Logs: logs}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/netutil"
 	"github.com/rosterhq/roster/sdk/process"
+	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
@@ -93,7 +94,7 @@ func getBody(t testing.TB, url string) (int, string) {
 	t.Helper()
 	// Without keep-alive: an idle connection held by the test would make
 	// Drain wait for the keep-alive timeout.
-	resp, err := httpClient.Get(url)
+	resp, err := rolekit.ProbeClient().Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -263,7 +264,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 				t.Errorf("open_connections with one held connection: %v, %v", h.Metrics, err)
 			}
 			// When root, the JVM runs as the tomcat user.
-			if u, err := runAs(tomcatUser); err == nil && u != nil && len(pids) > 0 {
+			if u, err := rolekit.RunAs(tomcatUser); err == nil && u != nil && len(pids) > 0 {
 				if got := uidOf(t, pids[0]); got != u.Uid {
 					t.Errorf("JVM runs as uid %s, want %s (%s)", got, u.Uid, tomcatUser)
 				}
@@ -572,7 +573,7 @@ func drainWithSlowRequest(t *testing.T, role sdk.Role, srv sdk.Server, cfg sdk.C
 	}
 	done := make(chan result, 1)
 	go func() {
-		resp, err := httpClient.Get("http://" + eps["http"] + "/slow.jsp?ms=1500")
+		resp, err := rolekit.ProbeClient().Get("http://" + eps["http"] + "/slow.jsp?ms=1500")
 		if err != nil {
 			done <- result{err: err, at: time.Now()}
 			return

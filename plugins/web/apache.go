@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/template"
+
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Where Debian keeps what the private apache needs. Variables so that tests
@@ -219,18 +220,13 @@ func listenAddr(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
-// runAs returns the user apache's children and memcached run as when the
-// plugin runs as root: apache refuses to serve as root, and memcached
-// refuses to start as root without -u.
-func runAs(name string) (string, *user.User, error) {
-	if os.Geteuid() != 0 {
-		return "", nil, nil
+// userName is the name daemons are told to switch to: none when the
+// plugin is not root.
+func userName(u *user.User) string {
+	if u == nil {
+		return ""
 	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return "", nil, fmt.Errorf("user %s: %w", name, err)
-	}
-	return name, u, nil
+	return u.Username
 }
 
 // makeReadable lets an unprivileged user read the document root when the
@@ -261,25 +257,7 @@ func makeReadable(docroot string, u *user.User) error {
 	if err != nil {
 		return fmt.Errorf("making the document root readable: %w", err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	for dir := filepath.Dir(docroot); ; dir = filepath.Dir(dir) {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		perm := fi.Mode().Perm()
-		canPass := perm&0o001 != 0 ||
-			ok && int(st.Uid) == uid && perm&0o100 != 0 ||
-			ok && int(st.Gid) == gid && perm&0o010 != 0
-		if !canPass {
-			return fmt.Errorf("user %s cannot reach the document root: %s is mode %04o (give it o+x, as most directories have)", u.Username, dir, perm)
-		}
-		if dir == "/" || dir == filepath.Dir(dir) {
-			return nil
-		}
-	}
+	return rolekit.CheckReachable(docroot, "the document root", u)
 }
 
 func onOff(b bool) string {

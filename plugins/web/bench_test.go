@@ -13,6 +13,7 @@ import (
 
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/process"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // shellStart is the baseline: a plain script that starts the same memcached
@@ -144,11 +145,11 @@ func mustDecode(b *testing.B, c sdk.Config) settings {
 }
 
 func mcUser(b *testing.B) string {
-	u, _, err := runAs("memcache")
+	u, err := rolekit.RunAs("memcache")
 	if err != nil {
 		b.Fatal(err)
 	}
-	return u
+	return userName(u)
 }
 
 func portOf(b *testing.B, addr string) int {

@@ -6,11 +6,12 @@ import (
 	"strings"
 
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Schema returns the role's config schema; ConfigSchema answers it.
 func Schema() sdk.Schema {
-	return sdk.Schema{Attributes: []sdk.Attribute{
+	attrs := []sdk.Attribute{
 		{Name: "document_root", Type: sdk.String, Required: true,
 			Description: "artifact URL of the site: a directory, a .tar.gz or a git repository (file://, http(s)://, s3://, git+https://…#ref)"},
 		{Name: "document_root_sha256", Type: sdk.String, Default: sdk.StringVal(""),
@@ -20,7 +21,7 @@ func Schema() sdk.Schema {
 		{Name: "apache_config_sha256", Type: sdk.String, Default: sdk.StringVal(""),
 			Description: "expected sha256 of the apache_config artifact"},
 		{Name: "listen_address", Type: sdk.String, Default: sdk.StringVal("127.0.0.1"),
-			Description: "address apache listens on; the http endpoint names it (127.0.0.1 when it is 0.0.0.0)"},
+			Description: "address apache listens on; the http endpoint names it (the machine's own address when it is 0.0.0.0)"},
 		{Name: "port", Type: sdk.Number, Default: sdk.NumberIntVal(0),
 			Description: "apache's port; 0 picks a free one"},
 		{Name: "memcached_port", Type: sdk.Number, Default: sdk.NumberIntVal(0),
@@ -37,15 +38,10 @@ func Schema() sdk.Schema {
 			Description: "KeepAlive"},
 		{Name: "keep_alive_timeout", Type: sdk.Number, Default: sdk.NumberIntVal(5),
 			Description: "KeepAliveTimeout, in seconds"},
-		{Name: "health_path", Type: sdk.String, Default: sdk.StringVal("/"),
-			Description: "path HealthCheck GETs"},
-		{Name: "health_status", Type: sdk.Number, Default: sdk.NumberIntVal(200),
-			Description: "HTTP status HealthCheck expects"},
-		{Name: "packages", Type: sdk.List(sdk.String), Default: sdk.ListValEmpty(sdk.String),
-			Description: "Debian packages needed besides apache2 and memcached (and libapache2-mod-php with php), such as php-memcached"},
-		{Name: "install_missing", Type: sdk.Bool, Default: sdk.BoolVal(false),
-			Description: "install missing packages with apt-get (needs root); otherwise a missing package fails Provision, naming it"},
-	}}
+	}
+	attrs = append(attrs, rolekit.HealthAttributes()...)
+	attrs = append(attrs, rolekit.PackagesAttributes("apache2 and memcached (and libapache2-mod-php with php), such as php-memcached")...)
+	return sdk.Schema{Attributes: attrs}
 }
 
 // settings is the decoded and checked config.
@@ -63,10 +59,9 @@ type settings struct {
 	MaxRequestWorkers  int
 	KeepAlive          bool
 	KeepAliveTimeout   int
-	HealthPath         string
-	HealthStatus       int
-	Packages           []string
-	InstallMissing     bool
+	rolekit.HTTPHealth
+	Packages       []string
+	InstallMissing bool
 }
 
 // decode reads the config and checks what the schema's types cannot: ranges
@@ -87,8 +82,6 @@ func decode(c sdk.Config) (settings, error) {
 		MaxRequestWorkers:  int(c.Int("max_request_workers")),
 		KeepAlive:          c.Bool("keep_alive"),
 		KeepAliveTimeout:   int(c.Int("keep_alive_timeout")),
-		HealthPath:         c.String("health_path"),
-		HealthStatus:       int(c.Int("health_status")),
 		Packages:           c.Strings("packages"),
 		InstallMissing:     c.Bool("install_missing"),
 	}
@@ -106,12 +99,6 @@ func decode(c sdk.Config) (settings, error) {
 	if !c.Has("keep_alive_timeout") {
 		s.KeepAliveTimeout = 5
 	}
-	if s.HealthPath == "" {
-		s.HealthPath = "/"
-	}
-	if !c.Has("health_status") {
-		s.HealthStatus = 200
-	}
 	if s.ListenAddress == "" {
 		s.ListenAddress = "127.0.0.1"
 	}
@@ -122,6 +109,11 @@ func decode(c sdk.Config) (settings, error) {
 	bad := func(format string, args ...any) (settings, error) {
 		return settings{}, sdk.Errorf(sdk.ErrInvalidConfig, "web: "+format, args...)
 	}
+	h, err := rolekit.DecodeHTTPHealth(c)
+	if err != nil {
+		return bad("%v", err)
+	}
+	s.HTTPHealth = h
 	switch {
 	case s.DocumentRoot == "":
 		return bad("document_root is required")
@@ -137,10 +129,6 @@ func decode(c sdk.Config) (settings, error) {
 		return bad("max_request_workers %d: want 1..20000", s.MaxRequestWorkers)
 	case s.KeepAliveTimeout < 0:
 		return bad("keep_alive_timeout %d: want 0 or more seconds", s.KeepAliveTimeout)
-	case !strings.HasPrefix(s.HealthPath, "/"):
-		return bad("health_path %q: want a path starting with /", s.HealthPath)
-	case s.HealthStatus < 100 || s.HealthStatus > 599:
-		return bad("health_status %d: want an HTTP status 100..599", s.HealthStatus)
 	case net.ParseIP(s.ListenAddress) == nil:
 		return bad("listen_address %q: want an IP address", s.ListenAddress)
 	}
@@ -171,12 +159,43 @@ func (s settings) packages() []string {
 	return append(p, s.Packages...)
 }
 
-// endpointHost is the host the http endpoint names.
+// endpointHost is the host the http endpoint names: the listen address,
+// or for a wildcard the machine's own address, so that a balancer on
+// another host can reach the server.
 func (s settings) endpointHost() string {
 	if ip := net.ParseIP(s.ListenAddress); ip != nil && ip.IsUnspecified() {
-		return "127.0.0.1"
+		return machineAddress()
 	}
 	return s.ListenAddress
+}
+
+// machineAddress is the IPv4 address other hosts reach this machine at:
+// the source address of its default route, else the first global unicast
+// address of an interface that is up (a host without a default route,
+// such as a network namespace on a private bridge), else 127.0.0.1.
+func machineAddress() string {
+	// Dialling UDP sends nothing: the kernel only picks the route and the
+	// source address (TEST-NET-2 stands for "anywhere beyond this host").
+	if c, err := net.Dial("udp4", "198.51.100.1:9"); err == nil {
+		ip := c.LocalAddr().(*net.UDPAddr).IP
+		c.Close()
+		if ip.IsGlobalUnicast() {
+			return ip.String()
+		}
+	}
+	ifs, _ := net.Interfaces()
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
 }
 
 func (s settings) String() string {

@@ -1,11 +1,9 @@
 package web
 
 import (
-	"os"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
@@ -14,27 +12,9 @@ import (
 // and checks the values Provision checks.
 func TestExampleRoleFileFitsSchema(t *testing.T) {
 	const path = "../../examples/lamp/roles/web.hcl"
-	src, err := os.ReadFile(path)
+	body, err := rolekit.ConfigBlock(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags.Error())
-	}
-	var body string
-	for _, role := range f.Body.(*hclsyntax.Body).Blocks {
-		if role.Type != "role" {
-			continue
-		}
-		for _, b := range role.Body.Blocks {
-			if b.Type == "config" {
-				body = string(src[b.OpenBraceRange.End.Byte:b.CloseBraceRange.Start.Byte])
-			}
-		}
-	}
-	if body == "" {
-		t.Fatalf("%s has no role with a config block", path)
 	}
 	cfg, diags := roletest.DecodeHCL(Schema(), body)
 	if diags.HasErrors() {

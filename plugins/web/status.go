@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // apacheStatus is what mod_status says in its ?auto form.
@@ -20,39 +22,8 @@ type apacheStatus struct {
 	ReqPerSec     float64
 }
 
-// probeHeader marks the role's own requests in the access log.
-const probeHeader = "X-Roster-Probe"
-
-var httpClient = &http.Client{
-	Transport: &http.Transport{
-		// Probes must not hold keep-alive connections open: Drain counts
-		// connections, and a probe's idle one would look like a client's.
-		DisableKeepAlives: true,
-		Proxy:             nil,
-	},
-	// Never follow a redirect: health_status may well be 301.
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
-// get fetches http://addr/path and returns the status and up to 64 KiB of
-// the body.
-func get(ctx context.Context, addr, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set(probeHeader, "1")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, body, err
-}
-
 func fetchApacheStatus(ctx context.Context, addr string) (apacheStatus, error) {
-	code, body, err := get(ctx, addr, StatusPath+"?auto")
+	code, body, err := rolekit.HTTPGet(ctx, addr, StatusPath+"?auto")
 	if err != nil {
 		return apacheStatus{}, fmt.Errorf("mod_status: %w", err)
 	}

@@ -22,14 +22,12 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +36,7 @@ import (
 	"github.com/rosterhq/roster/sdk/netutil"
 	"github.com/rosterhq/roster/sdk/packages"
 	"github.com/rosterhq/roster/sdk/process"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Name is the role plugin's name.
@@ -62,40 +61,29 @@ const (
 )
 
 // New returns the web role.
-func New() sdk.Role { return &Role{servers: map[string]*entry{}, installer: packages.Installer{}} }
+func New() sdk.Role {
+	return &Role{
+		Meta: rolekit.Meta{About: sdk.Info{
+			Name:        Name,
+			Version:     Version,
+			Description: "apache2 and memcached from Debian, as private instances serving a document root",
+		}, Schema: Schema},
+		servers: rolekit.Servers[entry]{Role: "web"},
+	}
+}
 
 // Role implements sdk.Role. One plugin process may serve several servers;
 // they are told apart by work directory, and calls about one server are
 // serialised.
 type Role struct {
-	mu        sync.Mutex
-	servers   map[string]*entry
+	rolekit.Meta
+	servers   rolekit.Servers[entry]
 	installer packages.Installer
 }
 
 type entry struct {
-	mu sync.Mutex
-	// last is the previous mod_status sample, for requests_per_second.
-	lastAccesses float64
-	lastAt       time.Time
-}
-
-func (r *Role) entry(s sdk.Server) (*entry, error) {
-	if s.WorkDir == "" {
-		return nil, sdk.Errorf(sdk.ErrInvalidConfig, "web: server %q has no work directory", s.Name)
-	}
-	dir, err := filepath.Abs(s.WorkDir)
-	if err != nil {
-		return nil, sdk.Errorf(sdk.ErrInvalidConfig, "web: work directory %q: %v", s.WorkDir, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.servers[dir]
-	if e == nil {
-		e = &entry{}
-		r.servers[dir] = e
-	}
-	return e, nil
+	// requests is mod_status' Total Accesses, for requests_per_second.
+	requests rolekit.Rate
 }
 
 // state is what a relaunched plugin process needs about a server.
@@ -109,52 +97,8 @@ type state struct {
 	Revision          string `json:"revision,omitempty"`
 }
 
-func loadState(l layout) (*state, error) {
-	b, err := os.ReadFile(l.State)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("web: state file %s: %w", l.State, err)
-	}
-	return &st, nil
-}
-
-func saveState(l layout, st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := l.State + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, l.State)
-}
-
-// Info describes the role.
-func (r *Role) Info(context.Context) (sdk.Info, error) {
-	return sdk.Info{
-		Name:        Name,
-		Version:     Version,
-		Description: "apache2 and memcached from Debian, as private instances serving a document root",
-	}, nil
-}
-
-// ConfigSchema declares the role's config block.
-func (r *Role) ConfigSchema(context.Context) (sdk.Schema, error) { return Schema(), nil }
-
 func supervisor(ctx context.Context, l layout) (*process.Supervisor, error) {
-	sup, err := process.NewSupervisor(l.Run, sdk.Logger(ctx))
-	if err != nil {
-		return nil, err
-	}
-	sup.PollInterval = readyPollPeriod
-	return sup, nil
+	return rolekit.Supervisor(ctx, l.Run, readyPollPeriod)
 }
 
 // Provision installs (or checks) the packages, fetches the site, writes the
@@ -166,20 +110,16 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
-	e, err := r.entry(req.Server)
+	e, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	log := sdk.Logger(ctx).Named("web")
 	l := layoutOf(req.Server.WorkDir)
 
 	// 1. Packages.
-	req.Report("packages", "checking Debian packages: "+strings.Join(cfg.packages(), " "), 0)
-	if err := r.installer.Ensure(ctx, cfg.packages(), cfg.InstallMissing, func(line string) {
-		req.Report("packages", line, 0.05)
-	}); err != nil {
+	if err := rolekit.EnsurePackages(ctx, req, r.installer, cfg.packages(), cfg.InstallMissing); err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("web: %w", err)
 	}
 
@@ -206,15 +146,9 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	// 2. The document root, then the extra apache configuration.
 	req.Report("fetch", "fetching document root "+artifact.Redact(cfg.DocumentRoot), 0.1)
 	site, err := artifact.Fetch(ctx, cfg.DocumentRoot, l.Docroot, artifact.Options{
-		SHA256: cfg.DocumentRootSHA256,
-		Logger: log,
-		Progress: func(done, total int64) {
-			f := 0.1
-			if total > 0 {
-				f += 0.4 * float64(done) / float64(total)
-			}
-			req.Report("fetch", fmt.Sprintf("document root: %d of %d bytes", done, total), f)
-		},
+		SHA256:   cfg.DocumentRootSHA256,
+		Logger:   log,
+		Progress: rolekit.FetchProgress(req, "document root", 0.1, 0.4),
 	})
 	if err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("web: document_root: %w", err)
@@ -248,14 +182,15 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	}
 
 	// 3. Users and permissions.
-	apacheUser, wwwData, err := runAs("www-data")
+	wwwData, err := rolekit.RunAs("www-data")
 	if err != nil {
 		return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrNotFound, "web: %v", err)
 	}
-	mcUser, _, err := runAs("memcache")
+	memcache, err := rolekit.RunAs("memcache")
 	if err != nil {
 		return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrNotFound, "web: %v", err)
 	}
+	apacheUser, mcUser := userName(wwwData), userName(memcache)
 	if wwwData != nil {
 		if err := makeReadable(l.Docroot, wwwData); err != nil {
 			return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrInvalidConfig, "web: %v", err)
@@ -343,10 +278,10 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 		Server: req.Server.Name, HTTP: httpAddr, Memcached: mcAddr, MPM: cfg.MPM,
 		MaxRequestWorkers: cfg.MaxRequestWorkers, DocumentRootSHA: site.SHA256, Revision: site.Revision,
 	}
-	if err := saveState(l, st); err != nil {
+	if err := rolekit.SaveState(l.State, st); err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("web: %w", err)
 	}
-	e.lastAt = time.Time{}
+	e.requests.Reset()
 	req.Report("ready", "apache on "+httpAddr+", memcached on "+mcAddr, 1)
 	log.Info("web server ready", "http", httpAddr, "memcached", mcAddr, "mpm", cfg.MPM, "document_root_sha256", site.SHA256)
 	return sdk.ProvisionResponse{Endpoints: sdk.Endpoints{"http": httpAddr, "memcached": mcAddr}}, nil
@@ -388,9 +323,9 @@ func stopAll(ctx context.Context, sup *process.Supervisor) error {
 // endpoints returns the server's addresses: the request's, or what the
 // state file recorded.
 func endpoints(eps sdk.Endpoints, l layout) (httpAddr, mcAddr string, st *state, err error) {
-	st, err = loadState(l)
+	st, err = rolekit.LoadState[state](l.State)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", nil, fmt.Errorf("web: %w", err)
 	}
 	httpAddr, mcAddr = eps["http"], eps["memcached"]
 	if st != nil {
@@ -411,7 +346,7 @@ func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk
 	if err != nil {
 		return sdk.HealthCheckResponse{}, err
 	}
-	e, err := r.entry(req.Server)
+	e, err := r.servers.Get(req.Server)
 	if err != nil {
 		return sdk.HealthCheckResponse{}, err
 	}
@@ -430,12 +365,8 @@ func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk
 
 	var reasons []string
 	metrics := map[string]float64{}
-	code, _, err := get(ctx, httpAddr, cfg.HealthPath)
-	switch {
-	case err != nil:
-		reasons = append(reasons, fmt.Sprintf("GET %s: %v", cfg.HealthPath, err))
-	case code != cfg.HealthStatus:
-		reasons = append(reasons, fmt.Sprintf("GET %s: HTTP %d, want %d", cfg.HealthPath, code, cfg.HealthStatus))
+	if err := cfg.Check(ctx, httpAddr); err != nil {
+		reasons = append(reasons, err.Error())
 	}
 	if stats, err := memcachedStats(ctx, mcAddr); err != nil {
 		reasons = append(reasons, err.Error())
@@ -469,18 +400,10 @@ func (r *Role) HealthCheck(ctx context.Context, req sdk.HealthCheckRequest) (sdk
 // two requests each health check makes; on the first sample after a
 // (re)start, mod_status's average since apache started.
 func (e *entry) rate(s apacheStatus, now time.Time) float64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	prevAt, prev := e.lastAt, e.lastAccesses
-	e.lastAt, e.lastAccesses = now, s.TotalAccesses
-	if prevAt.IsZero() || s.TotalAccesses < prev {
-		return s.ReqPerSec
+	if r, ok := e.requests.Observe(rolekit.Sample{At: now, Count: s.TotalAccesses}, 2); ok {
+		return r
 	}
-	secs := now.Sub(prevAt).Seconds()
-	if secs <= 0 {
-		return 0
-	}
-	return max(s.TotalAccesses-prev-2, 0) / secs
+	return s.ReqPerSec
 }
 
 // Drain stops apache gracefully (graceful-stop: it closes its listener at
@@ -488,12 +411,11 @@ func (e *entry) rate(s apacheStatus, now time.Time) float64 {
 // exited and no connection to its port remains, or the deadline passes.
 // memcached keeps running for the requests in flight; Teardown stops it.
 func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainResponse, error) {
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	log := sdk.Logger(ctx).Named("web")
 	l := layoutOf(req.Server.WorkDir)
 	httpAddr, _, _, err := endpoints(req.Endpoints, l)
@@ -511,11 +433,8 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 	if err != nil {
 		return sdk.DrainResponse{}, err
 	}
-	if !req.Deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
-		defer cancel()
-	}
+	ctx, cancel := rolekit.WithDeadline(ctx, req.Deadline)
+	defer cancel()
 	if ap, err := sup.Find(apacheName); err == nil && ap.Alive() {
 		log.Info("draining: apache graceful-stop", "http", httpAddr)
 		if err := ap.Signal(syscall.SIGWINCH); err != nil && !errors.Is(err, process.ErrNotRunning) {
@@ -539,30 +458,16 @@ func (r *Role) Drain(ctx context.Context, req sdk.DrainRequest) (sdk.DrainRespon
 // SIGKILL of its process group) and returns their logs. It is safe after a
 // failed Provision and twice.
 func (r *Role) Teardown(ctx context.Context, req sdk.TeardownRequest) (sdk.TeardownResponse, error) {
-	e, err := r.entry(req.Server)
+	_, unlock, err := r.servers.Lock(req.Server)
 	if err != nil {
 		return sdk.TeardownResponse{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer unlock()
 	l := layoutOf(req.Server.WorkDir)
-	var stopErr error
-	if _, err := os.Stat(l.Run); err == nil {
-		sup, err := supervisor(ctx, l)
-		if err != nil {
-			return sdk.TeardownResponse{}, err
-		}
-		stopErr = stopAll(ctx, sup)
-	}
-	logs := process.ExistingLogs(
+	return rolekit.Teardown(ctx, "web", l.Run, readyPollPeriod, stopAll,
 		sdk.LogFile{Name: "apache/access.log", Path: l.AccessLog},
 		sdk.LogFile{Name: "apache/error.log", Path: l.ErrorLog},
 		sdk.LogFile{Name: "apache/apache2.out.log", Path: filepath.Join(l.Logs, "apache2.out.log")},
 		sdk.LogFile{Name: "memcached/memcached.log", Path: l.McLog},
 	)
-	if stopErr != nil {
-		return sdk.TeardownResponse{Logs: logs}, fmt.Errorf("web: %w", stopErr)
-	}
-	sdk.Logger(ctx).Named("web").Info("torn down", "logs", len(logs))
-	return sdk.TeardownResponse{Logs: logs}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rosterhq/roster/sdk/artifact"
 	"github.com/rosterhq/roster/sdk/netutil"
 	"github.com/rosterhq/roster/sdk/process"
+	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
@@ -105,7 +106,7 @@ func getBody(t testing.TB, url string) (int, string) {
 	t.Helper()
 	// Without keep-alive: an idle connection held by the test would make
 	// Drain wait for apache's keep-alive timeout.
-	resp, err := httpClient.Get(url)
+	resp, err := rolekit.ProbeClient().Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
@@ -391,7 +392,7 @@ func TestDrainWaitsForSlowRequest(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		resp, err := httpClient.Get("http://" + eps["http"] + "/slow.php")
+		resp, err := rolekit.ProbeClient().Get("http://" + eps["http"] + "/slow.php")
 		if err != nil {
 			done <- result{err: err, at: time.Now()}
 			return

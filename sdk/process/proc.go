@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -59,28 +58,21 @@ func parseStat(pid int, s string) (procStat, error) {
 // been reaped: it holds no resources any more and does no work.
 func (s procStat) dead() bool { return s.state == 'Z' || s.state == 'X' }
 
-// groupMembers returns the live processes whose process group is pgid and
-// whose session is sid (the supervisor starts every daemon as the leader of
-// a new session, so both equal the leader's pid), sorted.
-func groupMembers(pgid, sid int) ([]int, error) {
+// listProcs reads the stat of every process, dead or alive, by pid.
+func listProcs() (map[int]procStat, error) {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("process: listing %s: %w", procRoot, err)
 	}
-	var pids []int
+	procs := make(map[int]procStat, len(ents))
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		st, err := readStat(pid)
-		if err != nil { // exited while we looked
-			continue
-		}
-		if st.pgrp == pgid && st.session == sid && !st.dead() {
-			pids = append(pids, pid)
+		if st, err := readStat(pid); err == nil { // else it exited while we looked
+			procs[pid] = st
 		}
 	}
-	sort.Ints(pids)
-	return pids, nil
+	return procs, nil
 }

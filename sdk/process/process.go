@@ -29,6 +29,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/fsutil"
 )
 
 // Spec describes a daemon to start.
@@ -68,6 +70,15 @@ type Spec struct {
 	// opened before the switch, so they may belong to root; Dir must be
 	// one the user may enter.
 	User string
+	// Descendants also counts as the daemon's the processes it starts that
+	// leave its process group, as PostgreSQL's children do (each calls
+	// setsid()). They are found by parent pid while the leader runs and
+	// remembered by pid and start time, so that Members lists them and Stop
+	// waits for them and SIGKILLs them at the deadline, even once the
+	// leader exited (when they are no longer its children). A daemon found
+	// again by a relaunched plugin after its leader exited has no memory of
+	// them.
+	Descendants bool
 }
 
 // State is what a Supervisor records of a running daemon.
@@ -84,6 +95,7 @@ type State struct {
 	StopSignal  syscall.Signal `json:"stop_signal"`
 	StopCommand []string       `json:"stop_command,omitempty"`
 	User        string         `json:"user,omitempty"`
+	Descendants bool           `json:"descendants,omitempty"`
 	StartedAt   time.Time      `json:"started_at"`
 }
 
@@ -238,6 +250,7 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec) (*Process, error) {
 		StopSignal:  spec.StopSignal,
 		StopCommand: spec.StopCommand,
 		User:        spec.User,
+		Descendants: spec.Descendants,
 		StartedAt:   time.Now().UTC(),
 	}
 	if err := s.writeState(p.State); err != nil {
@@ -278,34 +291,13 @@ func (s *Supervisor) writeState(st State) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.statePath(st.Name), append(b, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(s.statePath(st.Name), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("process: recording %s: %w", st.Name, err)
 	}
-	if err := writeFileAtomic(s.PidFile(st.Name), fmt.Appendf(nil, "%d\n", st.Pid)); err != nil {
+	if err := fsutil.WriteFileAtomic(s.PidFile(st.Name), fmt.Appendf(nil, "%d\n", st.Pid), 0o644); err != nil {
 		return fmt.Errorf("process: recording %s: %w", st.Name, err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Find returns the daemon recorded under name, whether or not it still
@@ -365,6 +357,9 @@ type Process struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	exitErr error
+	// tracked are the descendants seen outside the group (Spec.Descendants),
+	// by pid, with their start times.
+	tracked map[int]uint64
 }
 
 // Alive says whether the daemon's leader process still runs: the pid exists,
@@ -387,13 +382,82 @@ func (p *Process) Alive() bool {
 
 // Members returns the pids of every live process of the daemon's process
 // group: the leader and every child it started (apache's workers, a CGI
-// script), even after the leader itself exited.
+// script), even after the leader itself exited; with Spec.Descendants, also
+// the descendants that left the group. Sorted.
 func (p *Process) Members() ([]int, error) {
-	if st, err := readStat(p.Pid); err == nil && !st.dead() && p.StartTime != 0 && st.startTime != p.StartTime {
-		// The pid was recycled, and with it the group id: not ours.
-		return nil, nil
+	group, others, err := p.members()
+	return append(group, others...), err
+}
+
+// members returns the live members of the group and, apart, the other
+// descendants tracked (Spec.Descendants), each sorted.
+func (p *Process) members() (group, others []int, err error) {
+	procs, err := listProcs()
+	if err != nil {
+		return nil, nil, err
 	}
-	return groupMembers(p.Pid, p.Pid)
+	// A recycled pid, and with it the group id, is not ours.
+	st, found := procs[p.Pid]
+	ours := !found || st.dead() || p.StartTime == 0 || st.startTime == p.StartTime
+	if ours {
+		for pid, st := range procs {
+			if st.pgrp == p.Pid && st.session == p.Pid && !st.dead() {
+				group = append(group, pid)
+			}
+		}
+		sort.Ints(group)
+	}
+	if p.Descendants {
+		others = p.descendants(procs, group, ours)
+	}
+	return group, others, nil
+}
+
+// descendants notes the live descendants of the leader and of the group's
+// members, and returns those noted (now or before) that still run and are
+// not in the group.
+func (p *Process) descendants(procs map[int]procStat, group []int, ours bool) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tracked == nil {
+		p.tracked = map[int]uint64{}
+	}
+	if ours {
+		children := map[int][]int{}
+		for pid, st := range procs {
+			if !st.dead() {
+				children[st.ppid] = append(children[st.ppid], pid)
+			}
+		}
+		seen := map[int]bool{}
+		for queue := append([]int{p.Pid}, group...); len(queue) > 0; queue = queue[1:] {
+			if seen[queue[0]] {
+				continue
+			}
+			seen[queue[0]] = true
+			for _, c := range children[queue[0]] {
+				p.tracked[c] = procs[c].startTime
+				queue = append(queue, c)
+			}
+		}
+	}
+	inGroup := make(map[int]bool, len(group))
+	for _, pid := range group {
+		inGroup[pid] = true
+	}
+	var out []int
+	for pid, start := range p.tracked {
+		st, ok := procs[pid]
+		if !ok || st.dead() || st.startTime != start {
+			delete(p.tracked, pid)
+			continue
+		}
+		if !inGroup[pid] {
+			out = append(out, pid)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 // Signal sends sig to the daemon's leader, if it is alive.
@@ -407,14 +471,22 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
-// signalGroup sends sig to every member of the group.
+// signalGroup sends sig to every member of the group, and to the
+// descendants tracked outside it.
 func (p *Process) signalGroup(sig syscall.Signal) error {
-	members, err := p.Members()
-	if err != nil || len(members) == 0 {
+	group, others, err := p.members()
+	if err != nil {
 		return err
 	}
-	if err := syscall.Kill(-p.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("process: signalling group of %s (pgid %d): %w", p.Name, p.Pid, err)
+	if len(group) > 0 {
+		if err := syscall.Kill(-p.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("process: signalling group of %s (pgid %d): %w", p.Name, p.Pid, err)
+		}
+	}
+	for _, pid := range others {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("process: signalling pid %d of %s: %w", pid, p.Name, err)
+		}
 	}
 	return nil
 }
@@ -424,6 +496,7 @@ func (p *Process) signalGroup(sig syscall.Signal) error {
 func (p *Process) WaitExited(ctx context.Context) ([]int, error) {
 	t := time.NewTicker(p.sup.interval())
 	defer t.Stop()
+	done := p.done
 	for {
 		members, err := p.Members()
 		if err != nil || len(members) == 0 {
@@ -433,7 +506,9 @@ func (p *Process) WaitExited(ctx context.Context) ([]int, error) {
 		case <-ctx.Done():
 			return members, nil
 		case <-t.C:
-		case <-p.done:
+		case <-done:
+			// Once: what outlives the leader is polled for.
+			done = nil
 		}
 	}
 }
