@@ -589,7 +589,9 @@ func TestE2ECommissionDeliveredTwice(t *testing.T) {
 }
 
 func TestE2EProvisionTimeoutAbandoned(t *testing.T) {
-	e := newE2E(t, 0, "0s", e2eRole{Min: 1, Max: 1, ProvisionTO: "1500ms", ProvisionDelay: "1h"})
+	// A frozen agent sends no heartbeats either: with lost_after longer
+	// than the provision deadline, the deadline is what gives up on it.
+	e := newE2E(t, 0, "0s", e2eRole{Min: 1, Max: 1, LostAfter: "30s", ProvisionTO: "1500ms", ProvisionDelay: "1h"})
 	e.start()
 	var first orchestrator.ServerView
 	e.waitFor("web-1 provisioning", 60*time.Second, func(st orchestrator.Status) bool {

@@ -111,6 +111,8 @@ type Agent struct {
 	opened map[string]openedMsg
 	// helloSent says the orchestrator has this state's hello.
 	helloSent bool
+	// stopHeartbeats ends the heartbeats sent while commissioning.
+	stopHeartbeats func()
 }
 
 type openedMsg struct {
@@ -189,7 +191,7 @@ func (a *Agent) Rejected() uint64 { return a.rejected.Load() }
 // A step in progress when ctx is done — a Provision, a Drain — is finished
 // first, bounded by its own timeout.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := os.MkdirAll(a.cfg.WorkDir, 0o755); err != nil {
+	if err := mkdirTraversable(a.cfg.WorkDir); err != nil {
 		return fmt.Errorf("agent: work directory: %w", err)
 	}
 	st, err := loadState(a.statePath, a.cfg.MachineID)
@@ -266,6 +268,29 @@ func (a *Agent) serverDir() string {
 func (a *Agent) sdkServer() sdk.Server {
 	c := a.st.Commission.Body
 	return sdk.Server{Role: c.Role, Name: c.Server, MachineID: a.cfg.MachineID, WorkDir: a.serverDir()}
+}
+
+// mkdirTraversable creates each directory (and missing parents, 0711) and
+// makes sure users other than the owner may traverse it, without listing
+// it: a role's services drop privileges (postgres, www-data) and must reach
+// their files below a server's work directory, <work_dir>/servers/<server>.
+func mkdirTraversable(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		// A restrictive umask, or a directory made by an older version.
+		if m := fi.Mode().Perm(); m&0o011 != 0o011 {
+			if err := os.Chmod(d, m|0o011); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // sleep waits d or until ctx is done; false means ctx is done.

@@ -30,6 +30,7 @@ const (
 type testRole struct {
 	mu           sync.Mutex
 	provisionErr error
+	provisionFor time.Duration // how long Provision takes
 	progress     int           // progress reports per Provision
 	healthy      bool          // what HealthCheck says
 	healthErr    error         // HealthCheck fails with this
@@ -62,8 +63,9 @@ func (r *testRole) Provision(_ context.Context, req sdk.ProvisionRequest) (sdk.P
 	r.mu.Lock()
 	r.calls["provision"]++
 	r.lastConfig = req.Config
-	n, err := r.progress, r.provisionErr
+	n, err, d := r.progress, r.provisionErr, r.provisionFor
 	r.mu.Unlock()
+	time.Sleep(d)
 	if _, statErr := os.Stat(req.Server.WorkDir); statErr != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("work dir: %w", statErr)
 	}
@@ -334,7 +336,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // toServing commissions the agent and waits for its first serving
 // heartbeat.
-func (h *harness) toServing(r *testRole, workDir string) (*running, string) {
+func (h *harness) toServing(r sdk.Role, workDir string) (*running, string) {
 	h.t.Helper()
 	ag := h.start(r, workDir)
 	h.expect(protocol.KindHello, nil)

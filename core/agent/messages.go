@@ -144,6 +144,22 @@ func (a *Agent) report(ctx context.Context, kind protocol.Kind, body any) error 
 	return nil
 }
 
+// reportOnce sends a report once, giving up when ctx is done: for reports
+// the next one supersedes (a heartbeat beside a Provision), where a retry
+// would only hold up whoever stops the sender.
+func (a *Agent) reportOnce(ctx context.Context, kind protocol.Kind, body any) {
+	raw, err := a.cfg.Codec.Seal(kind, a.cfg.MachineID, "orchestrator", a.epoch.Load(), body)
+	if err != nil {
+		a.log.Warn("report not sealed", "kind", kind, "error", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := a.cfg.Queue.Send(ctx, protocol.OrchestratorQueue(a.cfg.Cluster), raw); err != nil && ctx.Err() == nil {
+		a.log.Warn("report not sent", "kind", kind, "error", err)
+	}
+}
+
 // stepContext lets a step that has begun finish after a graceful stop was
 // asked for, within d: a halt half-applied is worse than a late exit.
 func stepContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rosterhq/roster/core/protocol"
@@ -63,6 +64,9 @@ func sdkPeers(p map[string][]protocol.Peer) map[string][]sdk.Peer {
 	}
 	out := make(map[string][]sdk.Peer, len(p))
 	for role, ps := range p {
+		// An empty pool keeps its key: the role is known to have no
+		// ready server, which is not the same as not being told.
+		out[role] = make([]sdk.Peer, 0, len(ps))
 		for _, x := range ps {
 			out[role] = append(out[role], sdk.Peer{Name: x.Name, Endpoints: sdk.Endpoints(x.Endpoints)})
 		}
@@ -74,7 +78,11 @@ func sdkPeers(p map[string][]protocol.Peer) map[string][]sdk.Peer {
 func (a *Agent) commissioning(ctx context.Context) error {
 	c := a.st.Commission.Body
 	log := a.log.With("server", c.Server, "plugin", c.Plugin)
-	if err := os.MkdirAll(a.serverDir(), 0o755); err != nil {
+	// Heartbeats while the plugin launches and provisions: the
+	// orchestrator tells a live provisioning agent from a dead one by them.
+	a.stopHeartbeats = a.commissioningHeartbeats(ctx, c.Server, durationOr(c.HealthInterval, DefaultHealthInterval))
+	defer a.endHeartbeats()
+	if err := mkdirTraversable(filepath.Dir(a.serverDir()), a.serverDir()); err != nil {
 		return a.failProvision(ctx, fmt.Errorf("server work directory: %w", err))
 	}
 	role, err := a.plugin(ctx)
@@ -116,9 +124,51 @@ func (a *Agent) commissioning(ctx context.Context) error {
 	return a.transition(protocol.StateServing)
 }
 
+// commissioningHeartbeats reports a heartbeat in state commissioning at
+// once and then every interval, beside the Provision that blocks the agent's
+// loop, until the returned stop is called. It touches nothing of the state.
+func (a *Agent) commissioningHeartbeats(ctx context.Context, server string, interval time.Duration) (stop func()) {
+	// Not cancelled by a graceful stop: the Provision it vouches for goes
+	// on to its end, and so do the heartbeats.
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			a.reportOnce(hctx, protocol.KindHeartbeat, protocol.Heartbeat{
+				MachineID: a.cfg.MachineID,
+				Server:    server,
+				State:     protocol.StateCommissioning,
+				Healthy:   true,
+				Load:      systemLoad(),
+			})
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// endHeartbeats stops the commissioning heartbeats, if they run.
+func (a *Agent) endHeartbeats() {
+	if a.stopHeartbeats != nil {
+		a.stopHeartbeats()
+		a.stopHeartbeats = nil
+	}
+}
+
 // failProvision reports a failed provision, tears down what it left and
 // makes the machine a spare again.
 func (a *Agent) failProvision(ctx context.Context, cause error) error {
+	a.endHeartbeats() // none after the failure: the server is given up
 	c := a.st.Commission
 	a.log.Warn("provision failed", "server", c.Body.Server, "error", cause)
 	_ = a.report(ctx, protocol.KindFailed, protocol.Failed{
@@ -315,7 +365,16 @@ func (a *Agent) onInbox(ctx context.Context, q string, m queue.Message) error {
 			log.Warn("configure body is malformed, deleted", "error", err)
 			break
 		}
-		a.configure(ctx, env.ID, c)
+		if c.Server != a.st.server() {
+			log.Warn("configure for another server, deleted", "for", c.Server)
+			break
+		}
+		if last := a.st.Commission.ConfigGeneration; c.Generation != 0 && c.Generation <= last {
+			// Delivered late: a newer Configure was applied already.
+			log.Info("configure superseded, ignored", "generation", c.Generation, "applied", last)
+		} else {
+			a.configure(ctx, env.ID, c)
+		}
 		a.st.markApplied(env.ID, time.Now())
 		if err := a.save(); err != nil {
 			return err
@@ -332,9 +391,12 @@ func (a *Agent) onInbox(ctx context.Context, q string, m queue.Message) error {
 // configure hands new config values to a plugin that implements Configure.
 // The values are kept either way: they are the truth from now on.
 func (a *Agent) configure(ctx context.Context, order string, c protocol.Configure) {
-	log := a.log.With("server", a.st.server(), "order", order)
+	log := a.log.With("server", a.st.server(), "order", order, "generation", c.Generation)
 	a.st.Commission.Body.Config = c.Config
 	a.st.Commission.Body.Peers = c.Peers
+	if c.Generation > a.st.Commission.ConfigGeneration {
+		a.st.Commission.ConfigGeneration = c.Generation
+	}
 	fail := func(err error) {
 		log.Warn("configure failed", "error", err)
 		_ = a.report(ctx, protocol.KindFailed, protocol.Failed{

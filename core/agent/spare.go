@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rosterhq/roster/core/protocol"
 	"github.com/rosterhq/roster/core/queue"
+	"github.com/rosterhq/roster/sdk"
 )
 
 // notMinePause keeps a spare from receiving, at once and over and over, a
@@ -80,6 +82,13 @@ func (a *Agent) onGlobal(ctx context.Context, q string, m queue.Message) error {
 // onCommission claims a commission and waits for the grant.
 func (a *Agent) onCommission(ctx context.Context, q string, m queue.Message, env *protocol.Envelope) error {
 	log := a.log.With("commission", env.ID)
+	if ctx.Err() != nil {
+		// Stopping: the commission goes back to the other spares at
+		// once rather than when its invisibility runs out.
+		log.Info("stopping: commission released")
+		a.release(ctx, q, m)
+		return nil
+	}
 	if a.st.applied(env.ID) {
 		log.Debug("commission already claimed, deleted")
 		a.delete(ctx, q, m)
@@ -103,30 +112,104 @@ func (a *Agent) onCommission(ctx context.Context, q string, m queue.Message, env
 		return nil
 	}
 	log = log.With("server", c.Server)
+	// The plugin starts while the claim goes to the orchestrator and the
+	// grant comes back: most of a warm commission's time is this start.
+	pre := a.prelaunch(ctx, c.Plugin)
 	if err := a.report(ctx, protocol.KindClaim, protocol.Claim{Commission: env.ID, Server: c.Server, MachineID: a.cfg.MachineID}); err != nil {
 		// Another spare may take it; we are still a spare.
+		pre.discard()
 		a.release(ctx, q, m)
 		return nil
 	}
 	// Remembered before the delete: a redelivery must not be claimed twice.
 	a.st.markApplied(env.ID, time.Now())
 	if err := a.save(); err != nil {
+		pre.discard()
 		return err
 	}
 	a.delete(ctx, q, m)
 	log.Info("claimed, waiting for the grant")
 
-	grant, ok := a.awaitGrant(ctx, env.ID, c)
-	if !ok {
+	grant, outcome := a.awaitGrant(ctx, env.ID, c)
+	if outcome != grantMine {
+		pre.discard()
+	}
+	switch outcome {
+	case grantOther:
+		return nil
+	case grantNone, grantOtherCopy:
+		// Stopped, or no grant came in time: the orchestrator may have
+		// granted the server to this machine all the same. Give the claim
+		// up, so that it commissions the server again now rather than
+		// after provision.timeout.
+		why := fmt.Sprintf("no grant within %s", a.cfg.GrantWait)
+		switch {
+		case outcome == grantOtherCopy:
+			why = "the server was granted to another machine on another copy of the commission"
+		case ctx.Err() != nil:
+			why = "the agent stopped before the grant"
+		}
+		log.Info("claim withdrawn", "reason", why)
+		_ = a.report(ctx, protocol.KindFailed, protocol.Failed{
+			Server: c.Server, MachineID: a.cfg.MachineID, Order: env.ID, Stage: "claim", Error: why,
+		})
 		return nil
 	}
 	a.st.Commission = &commissionState{ID: env.ID, GrantID: grant.env.ID, Body: c}
 	a.st.markApplied(grant.env.ID, time.Now())
 	if err := a.transition(protocol.StateCommissioning); err != nil {
+		pre.discard()
 		return err
 	}
 	a.delete(ctx, c.Inbox, grant.msg)
+	// A launch that failed is tried again by commissioning, which reports
+	// the error as the provision's.
+	if r, err := pre.wait(); err == nil {
+		a.role = r
+	} else {
+		log.Debug("plugin start ahead of the grant failed", "error", err)
+	}
 	return nil
+}
+
+// launching is a plugin started ahead of the grant.
+type launching struct {
+	done chan struct{}
+	role sdk.Role
+	err  error
+}
+
+// prelaunch starts the named plugin on its own goroutine, which touches
+// nothing of the agent but the launcher.
+func (a *Agent) prelaunch(ctx context.Context, name string) *launching {
+	l := &launching{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		lctx, cancel := stepContext(ctx, launchTimeout)
+		defer cancel()
+		l.role, l.err = a.cfg.Plugins.Launch(lctx, name)
+		if l.err == nil && l.role == nil {
+			l.err = fmt.Errorf("plugin %q: launcher returned no plugin", name)
+		}
+	}()
+	return l
+}
+
+// wait returns the started plugin.
+func (l *launching) wait() (sdk.Role, error) {
+	<-l.done
+	return l.role, l.err
+}
+
+// discard closes the plugin once it has started, where it can be closed:
+// the server went to another machine.
+func (l *launching) discard() {
+	go func() {
+		<-l.done
+		if c, ok := l.role.(interface{ Close() error }); ok && l.err == nil {
+			_ = c.Close()
+		}
+	}()
 }
 
 type received struct {
@@ -134,10 +217,25 @@ type received struct {
 	env *protocol.Envelope
 }
 
+// How a wait for a grant ended.
+type grantOutcome int
+
+const (
+	// grantNone: no grant came within GrantWait, or the agent stopped.
+	grantNone grantOutcome = iota
+	// grantOther: the server was granted to another machine.
+	grantOther
+	// grantOtherCopy: the server was granted to another machine that
+	// claimed another copy of the commission.
+	grantOtherCopy
+	// grantMine: the server is this machine's.
+	grantMine
+)
+
 // awaitGrant long-polls the server's inbox for the grant of the commission
 // this machine claimed, for GrantWait at most. Other orders that arrive
 // first are put back when the wait ends, for the server to handle.
-func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Commission) (received, bool) {
+func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Commission) (received, grantOutcome) {
 	log := a.log.With("commission", commission, "server", c.Server)
 	var early []queue.Message
 	defer func() {
@@ -150,7 +248,7 @@ func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Co
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			log.Info("no grant came, still a spare")
-			return received{}, false
+			return received{}, grantNone
 		}
 		for _, m := range a.receive(ctx, c.Inbox, wait, a.cfg.GrantWait+30*time.Second) {
 			env, ok := a.open(ctx, c.Inbox, m)
@@ -172,18 +270,25 @@ func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Co
 				log.Warn("grant of an earlier commission, deleted", "grant_commission", g.Commission)
 				a.delete(ctx, c.Inbox, m)
 				continue
-			case g.Commission != commission:
-				// Another machine's business: leave it for that machine.
-				early = append(early, m)
-				continue
 			case g.MachineID != a.cfg.MachineID:
+				// The server is another machine's: put the grant back for
+				// it at once (holding it until this wait ends would leave
+				// that machine provisioning nothing, silent, until it is
+				// taken for lost).
 				log.Info("granted to another machine, still a spare", "granted_to", g.MachineID)
 				a.release(ctx, c.Inbox, m)
-				return received{}, false
+				if g.Commission != commission {
+					// Granted on another copy of the commission (sent
+					// again after an orchestrator restart, say): whether
+					// this claim is still pending cannot be told, so it is
+					// withdrawn.
+					return received{}, grantOtherCopy
+				}
+				return received{}, grantOther
 			}
 			log.Info("granted")
-			return received{msg: m, env: env}, true
+			return received{msg: m, env: env}, grantMine
 		}
 	}
-	return received{}, false
+	return received{}, grantNone
 }

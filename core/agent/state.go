@@ -63,6 +63,9 @@ type commissionState struct {
 	ID      string              `json:"id"`       // the commission envelope's id
 	GrantID string              `json:"grant_id"` // the grant envelope's id
 	Body    protocol.Commission `json:"body"`
+	// ConfigGeneration is the generation of the last Configure applied
+	// (Body holds its config and peers); an older one is ignored.
+	ConfigGeneration uint64 `json:"config_generation,omitempty"`
 }
 
 type haltState struct {

@@ -2,8 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/rosterhq/roster/core/config"
 	"github.com/rosterhq/roster/core/protocol"
@@ -60,19 +57,20 @@ func (o *Orchestrator) sealCommission(s *Server) (string, bool) {
 		o.log.Error("cannot build commission", "server", s.Name, "error", err)
 		return "", false
 	}
-	sealed, err := o.codec.Seal(protocol.KindCommission, Sender, "spares", o.st.Epoch, body)
+	sealed, id, err := o.codec.SealID(protocol.KindCommission, Sender, "spares", o.st.Epoch, body)
 	if err != nil {
 		ls.unsent = true
 		ls.resendAt = time.Now().Add(time.Second)
 		o.log.Error("cannot seal commission", "server", s.Name, "error", err)
 		return "", false
 	}
-	if id := SealedID(sealed); id != "" {
-		s.Commissions = append(s.Commissions, id)
-		if len(s.Commissions) > 8 {
-			s.Commissions = s.Commissions[len(s.Commissions)-8:]
-		}
+	s.Commissions = append(s.Commissions, id)
+	if len(s.Commissions) > 8 {
+		s.Commissions = s.Commissions[len(s.Commissions)-8:]
 	}
+	// What the server was commissioned with: reconcile sends a Configure
+	// once it is ready if the pools its config refers to changed since.
+	s.ConfigSum = configSum(body.Config, referencedPeers(role, body.Peers))
 	o.changed()
 	return sealed, true
 }
@@ -144,21 +142,9 @@ func (o *Orchestrator) sendCommission(ctx context.Context, s *Server) {
 
 func (o *Orchestrator) commissionBody(role *config.Role, s *Server) (protocol.Commission, error) {
 	peers := o.peersFor(role)
-	cfgVal := role.Config
-	if o.opts.ResolveConfig != nil {
-		v, err := o.opts.ResolveConfig(role, peers)
-		if err != nil {
-			return protocol.Commission{}, fmt.Errorf("role %s: resolve config: %w", role.Name, err)
-		}
-		cfgVal = v
-	}
-	var wire protocol.Value
-	if cfgVal != cty.NilVal && !cfgVal.IsNull() {
-		v, err := protocol.EncodeValue(cfgVal)
-		if err != nil {
-			return protocol.Commission{}, fmt.Errorf("role %s: config: %w", role.Name, err)
-		}
-		wire = v
+	wire, err := o.resolve(role, peers)
+	if err != nil {
+		return protocol.Commission{}, err
 	}
 	return protocol.Commission{
 		Role:             role.Name,
@@ -176,22 +162,27 @@ func (o *Orchestrator) commissionBody(role *config.Role, s *Server) (protocol.Co
 	}, nil
 }
 
-// peersFor lists the ready servers of every role that role refers to.
+// peersFor lists the ready servers of the role itself (for a replica to
+// find its primary) and of every role its config refers to, each sorted by
+// name (web-2 before web-10): the first is the one a reference resolves to.
+// At most MaxPeers of each role, so that a commission or a Configure stays
+// well under the queue's message size in a pool of thousands.
 func (o *Orchestrator) peersFor(role *config.Role) map[string][]protocol.Peer {
-	if len(role.References) == 0 {
-		return nil
-	}
-	out := map[string][]protocol.Peer{}
+	out := map[string][]protocol.Peer{role.Name: {}}
 	for _, ref := range role.References {
 		out[ref] = []protocol.Peer{}
 	}
 	for _, s := range sortedServers(o.st.Servers) {
-		if _, ok := out[s.Role]; ok && s.State == ServerReady {
-			out[s.Role] = append(out[s.Role], protocol.Peer{Name: s.Name, Endpoints: s.Endpoints})
+		if ps, ok := out[s.Role]; ok && s.State == ServerReady && len(ps) < MaxPeers {
+			out[s.Role] = append(ps, protocol.Peer{Name: s.Name, Endpoints: s.Endpoints})
 		}
 	}
 	return out
 }
+
+// MaxPeers is how many servers of one role a commission or a Configure
+// lists as peers (the first by name).
+const MaxPeers = 64
 
 // sendGrant tells the server's inbox which machine it is.
 func (o *Orchestrator) sendGrant(ctx context.Context, s *Server, commission string) {
@@ -207,7 +198,7 @@ func (o *Orchestrator) sendOrder(ctx context.Context, q string, kind protocol.Ki
 	if recipient == "" {
 		recipient = "spares"
 	}
-	sealed, err := o.codec.Seal(kind, Sender, recipient, o.st.Epoch, body)
+	sealed, id, err := o.codec.SealID(kind, Sender, recipient, o.st.Epoch, body)
 	if err != nil {
 		o.log.Error("cannot seal order", "kind", kind, "queue", q, "error", err)
 		return ""
@@ -216,7 +207,7 @@ func (o *Orchestrator) sendOrder(ctx context.Context, q string, kind protocol.Ki
 		o.log.Warn("cannot send order", "kind", kind, "queue", q, "error", err)
 		return ""
 	}
-	return SealedID(sealed)
+	return id
 }
 
 // register adds a ready server to its role's balancer.
@@ -426,29 +417,6 @@ func (o *Orchestrator) halt(ctx context.Context, s *Server) {
 		s.Halt = id
 	}
 	o.changed()
-}
-
-// SealedID returns the envelope id of a message this process sealed, or ""
-// when it cannot be read. It does not verify anything: use it only on
-// messages sealed here.
-func SealedID(sealed string) string {
-	var w struct {
-		M string `json:"m"`
-	}
-	if json.Unmarshal([]byte(sealed), &w) != nil {
-		return ""
-	}
-	m, err := base64.StdEncoding.DecodeString(w.M)
-	if err != nil {
-		return ""
-	}
-	var env struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(m, &env) != nil {
-		return ""
-	}
-	return env.ID
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/rosterhq/roster/core/config"
 	"github.com/rosterhq/roster/core/protocol"
 	"github.com/rosterhq/roster/core/provider"
+	"github.com/rosterhq/roster/core/queue"
 	"github.com/rosterhq/roster/core/queue/local"
 	"github.com/rosterhq/roster/sdk"
 )
@@ -99,6 +101,8 @@ type simProvider struct {
 
 	// gate, when set, holds every agent back until it is closed.
 	gate chan struct{}
+	// plugins are roles by plugin name; any other name is role.
+	plugins map[string]sdk.Role
 
 	mu       sync.Mutex
 	machines map[string]*simMachine
@@ -109,6 +113,32 @@ type simMachine struct {
 	m      provider.Machine
 	cancel context.CancelFunc
 	done   chan struct{}
+	// cut, once set, makes the machine's queue fail every call: a machine
+	// that died with its agent mid-call, as SIGKILL leaves it.
+	cut *atomic.Bool
+}
+
+// cutQueue is a machine's view of the queue, which the test can cut.
+type cutQueue struct {
+	*local.Queue
+	cut *atomic.Bool
+}
+
+var errCut = errors.New("machine cut off")
+
+func (q cutQueue) Send(ctx context.Context, name, body string) (string, error) {
+	if q.cut.Load() {
+		return "", errCut
+	}
+	return q.Queue.Send(ctx, name, body)
+}
+
+func (q cutQueue) Receive(ctx context.Context, name string, opts queue.ReceiveOptions) ([]queue.Message, error) {
+	if q.cut.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return q.Queue.Receive(ctx, name, opts)
 }
 
 func (p *simProvider) Name() string { return "sim" }
@@ -123,17 +153,23 @@ func (p *simProvider) Launch(ctx context.Context, req provider.LaunchRequest) (p
 	if err != nil {
 		return provider.Machine{}, err
 	}
+	cut := new(atomic.Bool)
 	a, err := agent.New(agent.Config{
 		Cluster: p.cluster, MachineID: req.MachineID, WorkDir: filepath.Join(p.dir, req.MachineID),
-		Queue: p.q, Codec: codec, SpareHeartbeat: p.spareHB, PollWait: time.Second, GrantWait: 2 * time.Second,
-		Plugins: agent.LauncherFunc(func(context.Context, string) (sdk.Role, error) { return p.role, nil }),
-		Logger:  hclog.NewNullLogger(),
+		Queue: cutQueue{Queue: p.q, cut: cut}, Codec: codec, SpareHeartbeat: p.spareHB, PollWait: time.Second, GrantWait: 2 * time.Second,
+		Plugins: agent.LauncherFunc(func(_ context.Context, name string) (sdk.Role, error) {
+			if r, ok := p.plugins[name]; ok {
+				return r, nil
+			}
+			return p.role, nil
+		}),
+		Logger: hclog.NewNullLogger(),
 	})
 	if err != nil {
 		return provider.Machine{}, err
 	}
 	actx, cancel := context.WithCancel(context.Background())
-	sm := &simMachine{m: provider.Machine{ID: req.MachineID, ProviderID: "sim-" + req.MachineID, State: "running", LaunchedAt: time.Now(), Tags: req.Tags}, cancel: cancel, done: make(chan struct{})}
+	sm := &simMachine{m: provider.Machine{ID: req.MachineID, ProviderID: "sim-" + req.MachineID, State: "running", LaunchedAt: time.Now(), Tags: req.Tags}, cancel: cancel, done: make(chan struct{}), cut: cut}
 	p.machines[req.MachineID] = sm
 	p.launches++
 	gate := p.gate
@@ -154,6 +190,17 @@ func (p *simProvider) Launch(ctx context.Context, req provider.LaunchRequest) (p
 		_ = a.Run(actx)
 	}()
 	return sm.m, nil
+}
+
+// cutOff silences a machine at once, whatever its agent is doing (a
+// Provision that runs on, say): nothing it sends arrives any more.
+func (p *simProvider) cutOff(id string) {
+	p.mu.Lock()
+	sm := p.machines[id]
+	p.mu.Unlock()
+	if sm != nil {
+		sm.cut.Store(true)
+	}
 }
 
 // kill stops a machine's agent without the orchestrator knowing.
@@ -240,6 +287,18 @@ func newHarness(t *testing.T, spares int, roles ...*config.Role) *harness {
 
 func newGatedHarness(t *testing.T, gate chan struct{}, spares int, roles ...*config.Role) *harness {
 	t.Helper()
+	return buildHarness(t, gate, nil, spares, roles...)
+}
+
+// newPluginHarness runs the roles whose plugin is named in plugins with
+// those, the others with the fake role.
+func newPluginHarness(t *testing.T, plugins map[string]sdk.Role, spares int, roles ...*config.Role) *harness {
+	t.Helper()
+	return buildHarness(t, nil, plugins, spares, roles...)
+}
+
+func buildHarness(t *testing.T, gate chan struct{}, plugins map[string]sdk.Role, spares int, roles ...*config.Role) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	q, err := local.Open(filepath.Join(dir, "queue"), local.Options{ReuseDelay: -1, Recheck: 100 * time.Millisecond})
 	if err != nil {
@@ -253,7 +312,7 @@ func newGatedHarness(t *testing.T, gate chan struct{}, spares int, roles ...*con
 		Agent: config.AgentSettings{SpareHeartbeat: 200 * time.Millisecond}}
 	role := &fakeRole{metrics: map[string]float64{}, healthy: true, release: make(chan struct{})}
 	h := &harness{t: t, dir: dir, cfg: cfg, q: q, keys: keys, role: role,
-		prov: &simProvider{t: t, dir: filepath.Join(dir, "machines"), cluster: "t", q: q, keys: keys, role: role, spareHB: 200 * time.Millisecond, machines: map[string]*simMachine{}, gate: gate}}
+		prov: &simProvider{t: t, dir: filepath.Join(dir, "machines"), cluster: "t", q: q, keys: keys, role: role, spareHB: 200 * time.Millisecond, machines: map[string]*simMachine{}, gate: gate, plugins: plugins}}
 	t.Cleanup(func() {
 		close(role.release)
 		h.stop()

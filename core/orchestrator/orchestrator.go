@@ -52,9 +52,9 @@ type Options struct {
 	Logger hclog.Logger
 
 	// ResolveConfig returns a role's config with its references to other
-	// roles resolved from peers (the ready servers of each referenced
-	// role). Nil: the decoded config is used as it is, and a role whose
-	// config refers to other roles cannot be commissioned.
+	// roles resolved from peers (the role's own ready servers and those of
+	// each referenced role, sorted by name). Nil means ResolveConfig, which
+	// takes the first ready server of each referenced role.
 	ResolveConfig func(role *config.Role, peers map[string][]protocol.Peer) (cty.Value, error)
 
 	// ReconcileInterval is how often reconcile runs without a report
@@ -250,7 +250,7 @@ func (o *Orchestrator) Epoch() uint64 {
 // machines as they are when it returns: stopping the orchestrator does not
 // stop the fleet (Shutdown does).
 func (o *Orchestrator) Run(ctx context.Context) error {
-	if err := os.MkdirAll(o.cfg.DataDir, 0o700); err != nil {
+	if err := MkdirDataDir(o.cfg.DataDir); err != nil {
 		return fmt.Errorf("orchestrator: data_dir %s: %w", o.cfg.DataDir, err)
 	}
 	lock, err := lockDataDir(ctx, o.cfg.DataDir, o.log)
@@ -300,6 +300,27 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	}
 	close(o.ready)
 	o.loop(ctx)
+	return nil
+}
+
+// MkdirDataDir creates data_dir (0711) or makes sure an existing one may be
+// traversed by other users, without being listed: the local provider's
+// machines work below it (machines/<id>/servers/<server>), and the services
+// a role runs under their own users (postgres, www-data) must reach their
+// files there. What is secret in it is protected by its own mode: the keys
+// directory is 0700, the state, lock and key files 0600.
+func MkdirDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	// A restrictive umask, or a data_dir made 0700 by an older version.
+	if m := fi.Mode().Perm(); m&0o011 != 0o011 {
+		return os.Chmod(dir, m|0o011)
+	}
 	return nil
 }
 

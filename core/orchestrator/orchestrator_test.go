@@ -171,3 +171,40 @@ func TestReuseReturnsMachineToSpares(t *testing.T) {
 		t.Errorf("a machine was launched although the reused one could be a spare")
 	}
 }
+
+// TestSlowProvisionIsNotLost: a Provision that takes longer than lost_after
+// is alive as long as its agent heartbeats beside it.
+func TestSlowProvisionIsNotLost(t *testing.T) {
+	r := testRole()
+	h := newHarness(t, 0, r)
+	h.role.mu.Lock()
+	h.role.provisionDelay = 3 * r.Health.LostAfter
+	h.role.mu.Unlock()
+	st := h.waitFor("baseline", 20*time.Second, ready(2))
+	if hasEvent(st, "lost", "") {
+		t.Errorf("a provisioning server was declared lost: %+v", st.Events)
+	}
+}
+
+// TestSilentProvisioningServerIsLost: a machine that goes silent while it
+// provisions (its agent died with it) is replaced after lost_after, not
+// after provision.timeout.
+func TestSilentProvisioningServerIsLost(t *testing.T) {
+	r := testRole()
+	r.Count = config.Count{Min: 1, Max: 1}
+	r.Provision.Timeout = time.Minute
+	h := newHarness(t, 0, r)
+	h.role.mu.Lock()
+	h.role.hang = true
+	h.role.mu.Unlock()
+	st := h.waitFor("web-1 provisioning", 20*time.Second, func(st Status) bool {
+		return countState(st, "web", ServerProvisioning) == 1
+	})
+	h.prov.cutOff(st.Servers[0].Machine)
+	st = h.waitFor("web-1 lost and replaced", 20*time.Second, func(st Status) bool {
+		return hasEvent(st, "lost", "while provisioning") && hasEvent(st, "commission", "replacing web-1")
+	})
+	if hasEvent(st, "abandon", "") {
+		t.Errorf("abandoned rather than lost: %+v", st.Events)
+	}
+}

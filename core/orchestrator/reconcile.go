@@ -80,6 +80,7 @@ func (o *Orchestrator) reconcile(ctx context.Context) {
 		o.reconcileRole(ctx, role, now)
 	}
 	o.orphanServers(ctx)
+	o.configureServers(ctx)
 	o.sendOutbox(ctx)
 	o.reconcileSpares(ctx, now)
 	if !o.rt.syncing && now.Sub(o.lastSync) >= o.opts.SyncInterval {
@@ -123,8 +124,12 @@ func (o *Orchestrator) checkServers(ctx context.Context, now time.Time) {
 				o.log.Info("commission unclaimed while spares idle; sending it again", "server", s.Name, "since", now.Sub(ls.sentAt).Round(time.Millisecond))
 				o.sendCommission(ctx, s)
 			}
-			if s.State == ServerProvisioning && ls.heartbeats && now.Sub(ls.lastSeen) > role.Health.LostAfter {
-				o.removeServer(ctx, s, "lost", fmt.Sprintf("no report for %s while provisioning (lost_after %s)", fmtDur(now.Sub(ls.lastSeen)), fmtDur(role.Health.LostAfter)), false)
+			// A provisioning agent heartbeats every health.interval (its
+			// Provision runs beside): silence for lost_after, counted from
+			// the grant or this run's start at the earliest, is a dead
+			// agent, not a slow Provision.
+			if s.State == ServerProvisioning && now.Sub(ls.lastSeen) > role.Health.LostAfter {
+				o.removeServer(ctx, s, "lost", fmt.Sprintf("no report for %s while provisioning (lost_after %s): replacing", fmtDur(now.Sub(ls.lastSeen)), fmtDur(role.Health.LostAfter)), false)
 			}
 		case ServerReady:
 			switch {

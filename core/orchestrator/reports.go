@@ -251,6 +251,11 @@ func (o *Orchestrator) onHeartbeat(ctx context.Context, r report, b protocol.Hea
 		ls.lastSeen = r.at
 		ls.heartbeats = true
 		ls.agentState = b.State
+		if b.State == protocol.StateCommissioning {
+			// Alive and provisioning: no health or load to speak of yet
+			// (a late one may arrive after ready; it proves life only).
+			return
+		}
 		ls.load = b.Load
 		ls.metrics = b.Metrics
 		ls.reason = b.Reason
@@ -321,6 +326,11 @@ func (o *Orchestrator) onClaim(ctx context.Context, r report, b protocol.Claim) 
 	m := o.seen(id, r.at, protocol.StateCommissioning)
 	s := o.st.Servers[b.Server]
 	switch {
+	case o.rt.machine(id).hasWithdrawn(b.Commission):
+		// The machine gave this claim up (it stopped) before we saw it.
+		o.met.claimIgnored("withdrawn")
+		o.log.Info("ignoring a claim the machine withdrew", "server", b.Server, "machine", id)
+		return
 	case s == nil:
 		o.met.claimIgnored("unknown_server")
 		o.log.Info("ignoring a claim for a server that is not known", "server", b.Server, "machine", id)
@@ -451,6 +461,10 @@ func (o *Orchestrator) onFailed(ctx context.Context, r report, b protocol.Failed
 	}
 	m := o.seen(id, r.at, "")
 	s := o.st.Servers[b.Server]
+	if b.Stage == "claim" {
+		o.onWithdraw(ctx, id, m, s, b)
+		return
+	}
 	if s == nil || s.Machine != id {
 		o.log.Info("ignoring a failure report for a server that is not this machine's", "server", b.Server, "machine", id, "stage", b.Stage)
 		return
@@ -480,6 +494,61 @@ func (o *Orchestrator) onFailed(ctx context.Context, r report, b protocol.Failed
 	default:
 		o.event("failed", s.Role, s.Name, id, "%s: %s failed on %s: %s", s.Name, b.Stage, id, b.Error)
 	}
+}
+
+// onWithdraw handles a spare giving up a commission it claimed: it was
+// stopped (SIGTERM) or no grant reached it in time. A server granted to it
+// is commissioned again at once rather than left provisioning on nobody
+// until provision.timeout; a claim of it that arrives later is ignored.
+func (o *Orchestrator) onWithdraw(ctx context.Context, id string, m *Machine, s *Server, b protocol.Failed) {
+	lm := o.rt.machine(id)
+	if b.Order != "" && !lm.hasWithdrawn(b.Order) {
+		lm.withdrawn = append(lm.withdrawn, b.Order)
+		if len(lm.withdrawn) > 8 {
+			lm.withdrawn = lm.withdrawn[len(lm.withdrawn)-8:]
+		}
+	}
+	if s == nil {
+		return
+	}
+	switch {
+	case s.State == ServerProvisioning && s.Machine == id:
+		o.event("withdraw", s.Role, s.Name, id, "%s: machine %s gave up its claim (%s): commissioning again", s.Name, id, b.Error)
+		s.State = ServerCommissioning
+		s.Machine = ""
+		s.GrantedAt = time.Time{}
+		ls := o.rt.server(s.Name)
+		ls.lastSeen = time.Now()
+		ls.progress = &Progress{Step: "commissioned", Message: "waiting for a spare", At: time.Now().UTC()}
+		if m != nil && m.State == MachineServer && m.Server == s.Name {
+			// Counted as idle: a machine that stopped for good goes as a
+			// silent spare does, and one restarted says hello as a spare.
+			m.State = MachineSpare
+			m.Server = ""
+			m.SpareSince = time.Now().UTC()
+		}
+		o.changed()
+		// Its copy of the commission was deleted when it claimed it.
+		o.sendCommission(ctx, s)
+	case s.State == ServerCommissioning && containsString(s.Commissions, b.Order):
+		// Not granted yet (the claim is still on its way, or was lost):
+		// the commission left the global queue with the claim.
+		o.log.Info("claim withdrawn before it was granted; sending the commission again", "server", s.Name, "machine", id)
+		o.sendCommission(ctx, s)
+	}
+}
+
+func (l *liveMachine) hasWithdrawn(commission string) bool {
+	return commission != "" && containsString(l.withdrawn, commission)
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func orDefault(s, d string) string {

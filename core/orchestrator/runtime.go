@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"time"
+
+	"github.com/rosterhq/roster/core/protocol"
 )
 
 // runtime is what the orchestrator rebuilds after a restart instead of
@@ -18,6 +20,9 @@ type runtime struct {
 	// syncing is true while a sync with the provider, the queue backend
 	// and the balancers runs.
 	syncing bool
+	// configSeq numbers the Configure orders of this run; with the epoch
+	// above it, it makes their generations grow across restarts.
+	configSeq uint64
 }
 
 type liveServer struct {
@@ -54,6 +59,10 @@ type liveMachine struct {
 	// terminateFailed is true when the provider refused to terminate it;
 	// the next sync retries.
 	terminateFailed bool
+	// withdrawn are the commissions the machine claimed and then gave up
+	// (Failed, stage claim): a claim for one of them that arrives late is
+	// not granted.
+	withdrawn []string
 }
 
 type liveRole struct {
@@ -72,6 +81,11 @@ type liveRole struct {
 	// is when the role may commission again.
 	failures  int
 	holdUntil time.Time
+	// config caches the role's config resolved for peersSum, the sum of
+	// the referenced pools it was resolved from.
+	config    protocol.Value
+	peersSum  string
+	configErr error
 }
 
 type sample struct {

@@ -96,6 +96,11 @@ type Server struct {
 	Reason string `json:"reason,omitempty"`
 	// Halt is the envelope id of the halt order, once sent.
 	Halt string `json:"halt,omitempty"`
+	// ConfigSum identifies the config and referenced peers the server was
+	// last given (by its commission or a Configure); ConfigGeneration is
+	// the generation of the last Configure sent to it.
+	ConfigSum        string `json:"config_sum,omitempty"`
+	ConfigGeneration uint64 `json:"config_generation,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	GrantedAt  time.Time `json:"granted_at,omitempty"`

@@ -198,10 +198,17 @@ type Ping struct {
 }
 
 // Configure (server inbox): the pools this server's config refers to changed.
+// Config is the server's config resolved again; Peers are as in Commission.
 type Configure struct {
 	Server string            `json:"server"`
 	Config Value             `json:"config"`
 	Peers  map[string][]Peer `json:"peers,omitempty"`
+	// Generation grows with every Configure sent to a server, also across
+	// orchestrator restarts; an agent applies a Configure only when its
+	// generation is above the last one it applied, so that a late delivery
+	// of an older Configure cannot undo a newer one. Zero (an older
+	// orchestrator) is always applied.
+	Generation uint64 `json:"generation,omitempty"`
 }
 
 // Halting: the server drained and tore down; its logs were shipped.
@@ -218,6 +225,9 @@ type Failed struct {
 	Server    string `json:"server,omitempty"`
 	MachineID string `json:"machine_id"`
 	Order     string `json:"order"` // the order envelope's id
-	Stage     string `json:"stage"` // "provision", "halt", "configure"
-	Error     string `json:"error"`
+	// Stage is "provision", "halt", "configure", or "claim": a spare that
+	// claimed a commission stopped before it could provision it, so that
+	// the orchestrator commissions the server again at once.
+	Stage string `json:"stage"`
+	Error string `json:"error"`
 }

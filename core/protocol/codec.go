@@ -226,48 +226,59 @@ var b64 = base64.StdEncoding.Strict()
 // the fleet key. A nil body is sent as {}; any other body must marshal to a
 // JSON object.
 func (c *Codec) Seal(kind Kind, sender, recipient string, epoch uint64, body any) (string, error) {
+	sealed, _, err := c.SealID(kind, sender, recipient, epoch, body)
+	return sealed, err
+}
+
+// SealID is Seal that also returns the envelope's id, for a sender that
+// must remember which message it sent (a commission the orchestrator
+// matches claims against) without reading its own wire format back.
+func (c *Codec) SealID(kind Kind, sender, recipient string, epoch uint64, body any) (sealed, id string, err error) {
 	if !kind.IsOrder() && !kind.IsReport() {
-		return "", fmt.Errorf("protocol: cannot seal unknown kind %q", kind)
+		return "", "", fmt.Errorf("protocol: cannot seal unknown kind %q", kind)
 	}
 	if kind.IsOrder() && c.keys.OrderPrivate == nil {
-		return "", fmt.Errorf("protocol: cannot seal %s: only the orchestrator holds the order key", kind)
+		return "", "", fmt.Errorf("protocol: cannot seal %s: only the orchestrator holds the order key", kind)
 	}
 	if err := checkName("sender", sender); err != nil {
-		return "", fmt.Errorf("protocol: cannot seal %s: %w", kind, err)
+		return "", "", fmt.Errorf("protocol: cannot seal %s: %w", kind, err)
 	}
 	if err := checkName("recipient", recipient); err != nil {
-		return "", fmt.Errorf("protocol: cannot seal %s: %w", kind, err)
+		return "", "", fmt.Errorf("protocol: cannot seal %s: %w", kind, err)
 	}
 	raw := json.RawMessage(`{}`)
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return "", fmt.Errorf("protocol: cannot seal %s: body: %w", kind, err)
+			return "", "", fmt.Errorf("protocol: cannot seal %s: body: %w", kind, err)
 		}
 		if len(b) == 0 || b[0] != '{' {
-			return "", fmt.Errorf("protocol: cannot seal %s: body must be a JSON object", kind)
+			return "", "", fmt.Errorf("protocol: cannot seal %s: body must be a JSON object", kind)
 		}
 		raw = b
 	}
-	id, err := newID(c.opts.Now())
+	uid, err := newID(c.opts.Now())
 	if err != nil {
-		return "", fmt.Errorf("protocol: cannot seal %s: id: %w", kind, err)
+		return "", "", fmt.Errorf("protocol: cannot seal %s: id: %w", kind, err)
 	}
 	env := Envelope{
 		V:         Version,
-		ID:        id.String(),
+		ID:        uid.String(),
 		Kind:      kind,
 		Sender:    sender,
 		Recipient: recipient,
 		Epoch:     epoch,
-		SentAt:    ulid.Time(id.Time()).UTC(),
+		SentAt:    ulid.Time(uid.Time()).UTC(),
 		Body:      raw,
 	}
 	m, err := json.Marshal(&env)
 	if err != nil {
-		return "", fmt.Errorf("protocol: cannot seal %s: %w", kind, err)
+		return "", "", fmt.Errorf("protocol: cannot seal %s: %w", kind, err)
 	}
-	return c.sealBytes(kind.IsOrder(), m)
+	if sealed, err = c.sealBytes(kind.IsOrder(), m); err != nil {
+		return "", "", err
+	}
+	return sealed, env.ID, nil
 }
 
 // sealBytes signs the envelope bytes m with the order key or the fleet key

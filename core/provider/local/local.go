@@ -152,7 +152,7 @@ func New(opts Options) (*Provider, error) {
 		return nil, fmt.Errorf("local provider: data directory %s: %w", opts.DataDir, err)
 	}
 	opts.DataDir = dir
-	if err := os.MkdirAll(filepath.Join(dir, "machines"), 0o755); err != nil {
+	if err := mkdirTraversable(dir, filepath.Join(dir, "machines")); err != nil {
 		return nil, fmt.Errorf("local provider: %w", err)
 	}
 	p := &Provider{
@@ -233,7 +233,7 @@ func (p *Provider) Launch(ctx context.Context, req provider.LaunchRequest) (prov
 	if err := os.RemoveAll(r.WorkDir); err != nil {
 		return provider.Machine{}, fmt.Errorf("local provider: machine %s: %w", r.ID, err)
 	}
-	if err := os.MkdirAll(r.WorkDir, 0o755); err != nil {
+	if err := mkdirTraversable(r.WorkDir); err != nil {
 		return provider.Machine{}, fmt.Errorf("local provider: machine %s: %w", r.ID, err)
 	}
 	p.machines[r.ID] = r
@@ -524,4 +524,28 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// mkdirTraversable creates each directory (missing parents too, 0711) and
+// makes sure users other than the owner may traverse it, without listing
+// it: the services a role runs under their own users (postgres, www-data)
+// reach their files below a machine's work directory,
+// <data_dir>/machines/<id>/servers/<server>.
+func mkdirTraversable(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		// A restrictive umask, or a directory made by an older version.
+		if m := fi.Mode().Perm(); m&0o011 != 0o011 {
+			if err := os.Chmod(d, m|0o011); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
