@@ -145,6 +145,12 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	if n > 0 {
 		fmt.Fprintf(stdout, "roster up: terminated %d machines that did not halt in time\n", n)
 	}
+	// Every server is gone: the managed haproxy goes too (roster
+	// orchestrator leaves it running instead, for its next start).
+	if err := stopBalancers(context.Background(), st.bals, logger); err != nil {
+		fmt.Fprintf(stderr, "roster up: %v\n", err)
+		code = 1
+	}
 	fmt.Fprintln(stdout, "roster up: stopped")
 	return code
 }

@@ -54,7 +54,9 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 
 	loader := config.NewLoader()
-	_, roles, diags := loader.Validate(context.Background(), paths, validateSchemas)
+	orchestrators, roles, diags := loader.Validate(context.Background(), paths, validateSchemas)
+	// Balancers decode their own blocks; core/config checks only their types.
+	diags = append(diags, validateBalancers(orchestrators)...)
 	errs, warns := countDiags(diags)
 
 	if *asJSON {

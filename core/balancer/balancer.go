@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/rosterhq/roster/core/config"
 )
@@ -72,9 +73,50 @@ type Options struct {
 }
 
 var (
-	openersMu sync.RWMutex
-	openers   = map[string]Opener{"none": openNone}
+	openersMu  sync.RWMutex
+	openers    = map[string]Opener{"none": openNone}
+	validators = map[string]Validator{"none": validateNone}
 )
+
+// Validator checks the body of one balancer type's block without side
+// effects (no process started, no file read), every mistake a diagnostic
+// with its range. `roster validate` runs it; core/config cannot, because
+// the balancer packages import core/config.
+type Validator func(body hcl.Body) hcl.Diagnostics
+
+// RegisterValidator makes Validate check blocks of typ with v.
+func RegisterValidator(typ string, v Validator) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	validators[typ] = v
+}
+
+// Validate checks a balancer block's body with its type's validator. A type
+// without a validator is not checked here (core/config reports unknown
+// types); Open reports what is wrong with it.
+func Validate(cfg config.Balancer) hcl.Diagnostics {
+	openersMu.RLock()
+	v, ok := validators[cfg.Type]
+	openersMu.RUnlock()
+	if !ok || cfg.Body == nil {
+		return nil
+	}
+	return v(cfg.Body)
+}
+
+// validateNone refuses any setting in a `none` block: it has none.
+func validateNone(body hcl.Body) hcl.Diagnostics {
+	_, diags := body.Content(&hcl.BodySchema{})
+	return diags
+}
+
+// Stopper is a balancer that runs a process of its own (a managed haproxy).
+// Close leaves it running so that traffic flows while an orchestrator
+// restarts; Stop ends it. `roster up` stops its balancers when it exits,
+// `roster orchestrator` never does.
+type Stopper interface {
+	Stop(ctx context.Context) error
+}
 
 // RegisterType makes Open build balancers of typ with open. Balancer packages
 // call it from init, so that core/balancer does not import them.

@@ -24,12 +24,15 @@ role "db" {
   drain { timeout = "30s" }     # sessions in a transaction are waited for
 
   config {
+    # A fixed port, because the web role cannot yet be handed
+    # role.db.endpoints.postgres: apache/lamp.conf names it for the site.
+    port            = 15432
     database        = "lamp"
     user            = "lamp"
-    password        = "lamp-example-only" # an example: choose your own
+    password        = "lamp-example-only"        # an example: choose your own
     schema          = "file://../sql/schema.sql" # relative to this file
     shared_buffers  = "64MB"
-    max_connections = 50
+    max_connections = 50 # the site connects only on a cache miss
     install_missing = true
   }
 }
