@@ -49,6 +49,20 @@ func (p pinFlags) Set(s string) error {
 	return nil
 }
 
+// envFlags collects repeated -plugin-env NAME or NAME=value flags.
+type envFlags []string
+
+func (e *envFlags) String() string { return strings.Join(*e, ",") }
+
+func (e *envFlags) Set(s string) error {
+	name, _, _ := strings.Cut(s, "=")
+	if name == "" || strings.ContainsAny(name, " \t\n") {
+		return fmt.Errorf("want NAME or NAME=value, got %q", s)
+	}
+	*e = append(*e, s)
+	return nil
+}
+
 func runAgent(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -63,6 +77,8 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	pluginDir := fs.String("plugin-dir", "", "directory of third-party role plugins (roster-role-<name>)")
 	pins := pinFlags{}
 	fs.Var(pins, "pin", "pin a plugin to a digest, name=sha256:<hex> (repeatable)")
+	var pluginEnv envFlags
+	fs.Var(&pluginEnv, "plugin-env", "pass a variable to role plugins: NAME (the agent's value) or NAME=value (repeatable); plugins get none of the agent's AWS_* otherwise")
 	spareHeartbeat := fs.Duration("spare-heartbeat", agent.DefaultSpareHeartbeat, "how often a spare reports")
 	providerName := fs.String("provider", "local", "the provider that launched this machine, reported in hello")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
@@ -154,7 +170,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 			return fail("agent: plugin directory: %v", err)
 		}
 	}
-	host, err := pluginhost.New(pluginhost.Options{PluginDir: dir, Builtins: builtinNames(), Pins: pins, Logger: logger})
+	host, err := pluginhost.New(pluginhost.Options{PluginDir: dir, Builtins: builtinNames(), Pins: pins, ExtraEnv: pluginEnv, Logger: logger})
 	if err != nil {
 		return fail("agent: %v", err)
 	}

@@ -25,7 +25,7 @@ import (
 	"github.com/rosterhq/roster/core/orchestrator"
 	"github.com/rosterhq/roster/core/protocol"
 	"github.com/rosterhq/roster/core/provider"
-	localprov "github.com/rosterhq/roster/core/provider/local"
+	"github.com/rosterhq/roster/core/provider/ec2"
 	"github.com/rosterhq/roster/core/queue"
 	"github.com/rosterhq/roster/core/queue/local"
 	"github.com/rosterhq/roster/core/queue/sqs"
@@ -95,6 +95,9 @@ type stackOptions struct {
 	// the config says (roster up).
 	ForceLocal bool
 	Logger     hclog.Logger
+	// NewProvider, when set, builds the provider instead of the config's
+	// provider block (tests: machines as hosts in network namespaces).
+	NewProvider func(context.Context, providerSetup) (provider.Provider, error)
 	// Diags receives the config's diagnostics.
 	Diags io.Writer
 }
@@ -117,6 +120,12 @@ type stack struct {
 func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 	loader := config.NewLoader()
 	cfg, diags := loader.Load(ctx, so.ConfigPath, pluginSchemasFor)
+	var pc ec2.Config
+	if !so.ForceLocal {
+		var pdiags hcl.Diagnostics
+		pc, pdiags = providerConfig(cfg)
+		diags = append(diags, pdiags...)
+	}
 	if len(diags) > 0 && so.Diags != nil {
 		w := hcl.NewDiagnosticTextWriter(so.Diags, loader.Files(), 100, false)
 		_ = w.WriteDiagnostics(diags)
@@ -131,7 +140,9 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 			s.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	// Traversable (0711): the services of local machines' servers run as
+	// their own users and reach their files below data_dir.
+	if err := orchestrator.MkdirDataDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
 	keysDir := filepath.Join(cfg.DataDir, "keys")
@@ -159,7 +170,7 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 		}
 		s.q = lq
 	case "sqs":
-		sq, err := sqs.New(ctx, sqs.Options{Region: cfg.Queue.Region, Endpoint: cfg.Queue.Endpoint, Logger: so.Logger.Named("queue")})
+		sq, err := sqs.New(ctx, sqs.Options{Region: queueRegion(cfg, pc), Endpoint: cfg.Queue.Endpoint, Logger: so.Logger.Named("queue")})
 		if err != nil {
 			return nil, err
 		}
@@ -168,44 +179,16 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 		return nil, fmt.Errorf("queue %q: unknown backend", qtype)
 	}
 
-	ptype := cfg.Provider.Type
-	if so.ForceLocal || ptype == "" {
-		ptype = "local"
-	}
-	if ptype != "local" {
-		return nil, fmt.Errorf("provider %q is not available yet in this build (use provider \"local\")", ptype)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the roster executable: %w", err)
-	}
-	agentArgs := func(id string) []string {
-		a := []string{"agent", "-cluster", cfg.Cluster, "-machine-id", id, "-keys", keysDir,
-			"-queue", qtype, "-spare-heartbeat", cfg.Agent.SpareHeartbeat.String(), "-provider", "local"}
-		if qtype == "local" {
-			a = append(a, "-queue-dir", queueDir)
-		} else {
-			if cfg.Queue.Region != "" {
-				a = append(a, "-sqs-region", cfg.Queue.Region)
-			}
-			if cfg.Queue.Endpoint != "" {
-				a = append(a, "-sqs-endpoint", cfg.Queue.Endpoint)
-			}
+	ps := providerSetup{Config: cfg, EC2: pc, Keys: keys, KeysDir: keysDir, Queue: qtype, QueueDir: queueDir, Logger: so.Logger}
+	newProvider := openProvider
+	if so.NewProvider != nil {
+		newProvider = func(ctx context.Context, ps providerSetup, _ bool) (provider.Provider, error) {
+			return so.NewProvider(ctx, ps)
 		}
-		if cfg.PluginDir != "" {
-			a = append(a, "-plugin-dir", cfg.PluginDir)
-		}
-		for _, p := range cfg.Plugins {
-			a = append(a, "-pin", p.Name+"="+p.Checksum)
-		}
-		return a
 	}
-	lp, err := localprov.New(localprov.Options{Exe: exe, DataDir: cfg.DataDir, AgentArgs: agentArgs,
-		BootDelay: cfg.Provider.BootDelay, MaxMachines: cfg.Provider.MaxMachines, Logger: so.Logger.Named("provider")})
-	if err != nil {
+	if s.prov, err = newProvider(ctx, ps, so.ForceLocal); err != nil {
 		return nil, err
 	}
-	s.prov = lp
 
 	for _, b := range cfg.Balancers {
 		bal, err := balancer.Open(ctx, b, balancer.Options{DataDir: cfg.DataDir, Logger: so.Logger.Named("balancer")})

@@ -57,6 +57,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	orchestrators, roles, diags := loader.Validate(context.Background(), paths, validateSchemas)
 	// Balancers decode their own blocks; core/config checks only their types.
 	diags = append(diags, validateBalancers(orchestrators)...)
+	diags = append(diags, validateProviders(orchestrators)...)
 	errs, warns := countDiags(diags)
 
 	if *asJSON {

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -49,7 +50,7 @@ func Credentials() aws.CredentialsProvider {
 
 const wrapper = `import { buildApp } from %q;
 const app = buildApp({ logger: false });
-const address = await app.listen({ port: 0, host: "127.0.0.1" });
+const address = await app.listen({ port: 0, host: %q });
 process.stdout.write("listening " + address + "\n");
 process.stdin.on("end", () => process.exit(0));
 process.stdin.on("error", () => process.exit(0));
@@ -88,6 +89,29 @@ func Find() string {
 // in tb.Cleanup.
 func Start(tb testing.TB) string {
 	tb.Helper()
+	return StartWith(tb, Options{})
+}
+
+// Options change where a server started by StartWith listens.
+type Options struct {
+	// Host is the IP address to listen on; empty means 127.0.0.1. Tests
+	// that run agents in network namespaces pass the address of a bridge
+	// they created, so that the namespaces reach the server; never a
+	// public or wildcard address.
+	Host string
+}
+
+// StartWith is Start with options: it listens on o.Host and a free port and
+// returns http://<host>:port.
+func StartWith(tb testing.TB, o Options) string {
+	tb.Helper()
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		tb.Fatalf("fauxqs: listen address %q: want one IP address (not a wildcard)", host)
+	}
 	cli := Find()
 	if cli == "" {
 		unavailable(tb, "fauxqs is not installed (run `make test-deps`, or set ROSTER_FAUXQS to its dist/cli.js)")
@@ -99,7 +123,7 @@ func Start(tb testing.TB) string {
 	app := filepath.Join(filepath.Dir(cli), "app.js")
 	script := filepath.Join(tb.TempDir(), "fauxqs-loopback.mjs")
 	appURL := (&url.URL{Scheme: "file", Path: app}).String()
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrapper, appURL)), 0o600); err != nil {
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(wrapper, appURL, host)), 0o600); err != nil {
 		tb.Fatalf("fauxqs: write wrapper: %v", err)
 	}
 
