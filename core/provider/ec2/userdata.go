@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 )
@@ -24,10 +25,15 @@ const UnitFile = "templates/roster-agent.service"
 // MaxUserData is EC2's limit on user data before base64 encoding.
 const MaxUserData = 16 * 1024
 
-var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"indent": indent,
-	"join":   strings.Join,
-}).ParseFS(templateFS, "templates/*.tmpl"))
+// templates are parsed on first use, not at start-up: every roster process
+// (agents and plugins included) links this package, and only an orchestrator
+// with provider "ec2" renders user data.
+var templates = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("").Funcs(template.FuncMap{
+		"indent": indent,
+		"join":   strings.Join,
+	}).ParseFS(templateFS, "templates/*.tmpl"))
+})
 
 // AgentOptions are the agent's settings that come from roster.hcl rather
 // than from the provider block.
@@ -135,7 +141,7 @@ func agentArgs(cfg Config, region, cluster, machineID string, ag AgentOptions) [
 
 func execute(name string, data any) (string, error) {
 	var buf bytes.Buffer
-	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
+	if err := templates().ExecuteTemplate(&buf, name, data); err != nil {
 		return "", fmt.Errorf("render %s: %w", name, err)
 	}
 	return buf.String(), nil
