@@ -164,3 +164,19 @@ func TestValidateMissingPath(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 }
+
+// TestEveryExampleValidatesAndIsFormatted keeps every example an operator may
+// copy valid against the built-in plugins' schemas and formatted as roster
+// fmt writes it.
+func TestEveryExampleValidatesAndIsFormatted(t *testing.T) {
+	inProcessSchemas(t)
+	for _, ex := range []string{"basic", "lamp", "java", "aws"} {
+		dir := "../../examples/" + ex
+		if code, out, errs := runCmd("validate", dir); code != 0 {
+			t.Errorf("validate %s: exit %d\nstdout: %s\nstderr: %s", dir, code, out, errs)
+		}
+		if code, out, errs := runCmd("fmt", "-check", "-recursive", dir); code != 0 {
+			t.Errorf("fmt -check %s: exit %d\nstdout: %s\nstderr: %s", dir, code, out, errs)
+		}
+	}
+}
