@@ -249,12 +249,9 @@ func newLampRun(t *testing.T) *lampRun {
 	// Free ports instead of the example's fixed ones, and a cluster name
 	// of its own, so that the run shares the host with anything.
 	r.front = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	dbPort := strconv.Itoa(freePort(t))
 	r.rewrite("roster.hcl", `cluster\s*=\s*"lamp"`, fmt.Sprintf("cluster = %q", r.cluster))
 	r.rewrite("roster.hcl", `frontend\s*=\s*"127\.0\.0\.1:8080"`, fmt.Sprintf("frontend = %q", r.front))
 	r.rewrite("roster.hcl", `address\s*=\s*"127\.0\.0\.1:7070"`, `address = "127.0.0.1:0"`)
-	r.rewrite("roles/db.hcl", `port\s*=\s*15432`, "port = "+dbPort)
-	r.rewrite("apache/lamp.conf", `port=15432`, "port="+dbPort)
 
 	// The thresholds and bounds, from the example itself.
 	web, err := os.ReadFile(filepath.Join(r.dir, "roles", "web.hcl"))

@@ -79,7 +79,7 @@ var apacheTemplate = template.Must(template.New("httpd.conf").Funcs(template.Fun
 	"q":      quote,
 	"onoff":  onOff,
 	"minint": func(a, b int) int { return min(a, b) },
-}).Parse(`# Written by the roster web role for server {{.Server}}; rewritten on every Provision.
+}).Parse(`# Written by the roster web role for server {{.Server}}; rewritten on every Provision and Configure.
 ServerRoot {{q .Layout.Dir}}
 DefaultRuntimeDir {{q .Layout.Run}}
 # Not apache2.pid: that name is the supervisor's own pid file for the daemon.
@@ -126,6 +126,12 @@ AddDefaultCharset UTF-8
 # What the site's pages may want to know (PHP: $_SERVER['ROSTER_MEMCACHED']).
 SetEnv ROSTER_SERVER {{q .Server}}
 SetEnv ROSTER_MEMCACHED {{q .MemcachedAddr}}
+{{- if .Env}}
+# The role's env attribute; Configure rewrites these and reloads gracefully.
+{{- range .EnvLines}}
+SetEnv {{.Name}} {{q .Value}}
+{{- end}}
+{{- end}}
 
 <Directory />
     Options None
@@ -161,7 +167,11 @@ IncludeOptional {{q (print .Layout.ExtraDir "/*.conf")}}
 func (apacheParams) MimeTypes() string  { return mimeTypes }
 func (apacheParams) StatusPath() string { return StatusPath }
 
-// quote writes an apache config string argument.
+// quote writes an apache config string argument: apache's parser
+// (ap_getword_conf) reads \\ as \ and \" as " between double quotes and
+// everything else literally; values reaching here hold no line break (a
+// line ending in a backslash would continue on the next) and, for env, no
+// "${" (checkEnv).
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }

@@ -168,3 +168,46 @@ func pct(d []time.Duration, p int) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkConfigureReload measures Configure of a running PHP web server
+// whose env changes (apache2 -t, the graceful reload, until a worker of the
+// new generation answers and the old workers are gone), alternating two
+// values, and Configure with unchanged values (rendering and comparing
+// httpd.conf only).
+func BenchmarkConfigureReload(b *testing.B) {
+	requireServices(b, true)
+	const rounds = 20
+	role := New().(*Role)
+	ctx := context.Background()
+	srv := sdk.Server{Name: "web-1", WorkDir: workDir(b)}
+	site := testSite(b)
+	cfgs := []sdk.Config{
+		mustConfig(b, cfgMap(site, map[string]any{"env": map[string]any{"DB": "127.0.0.1:5432"}})),
+		mustConfig(b, cfgMap(site, map[string]any{"env": map[string]any{"DB": "127.0.0.1:6543"}})),
+	}
+	prov, err := role.Provision(ctx, sdk.ProvisionRequest{Server: srv, Config: cfgs[0]})
+	b.Cleanup(func() { role.Teardown(context.Background(), sdk.TeardownRequest{Server: srv, Config: cfgs[0]}) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	var reloads, noops []time.Duration
+	for range b.N {
+		for i := range rounds {
+			cfg := cfgs[(i+1)%2]
+			start := time.Now()
+			if err := role.Configure(ctx, sdk.ConfigureRequest{Server: srv, Config: cfg, Endpoints: prov.Endpoints}); err != nil {
+				b.Fatal(err)
+			}
+			reloads = append(reloads, time.Since(start))
+			start = time.Now()
+			if err := role.Configure(ctx, sdk.ConfigureRequest{Server: srv, Config: cfg, Endpoints: prov.Endpoints}); err != nil {
+				b.Fatal(err)
+			}
+			noops = append(noops, time.Since(start))
+		}
+	}
+	b.ReportMetric(ms(pct(reloads, 50)), "reload-p50-ms")
+	b.ReportMetric(ms(pct(reloads, 90)), "reload-p90-ms")
+	b.ReportMetric(float64(pct(noops, 50).Microseconds()), "unchanged-p50-µs")
+	b.ReportMetric(0, "ns/op")
+}

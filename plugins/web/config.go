@@ -1,9 +1,15 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
+	"regexp"
+	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/rolekit"
@@ -38,6 +44,10 @@ func Schema() sdk.Schema {
 			Description: "KeepAlive"},
 		{Name: "keep_alive_timeout", Type: sdk.Number, Default: sdk.NumberIntVal(5),
 			Description: "KeepAliveTimeout, in seconds"},
+		// Sensitive: env carries what the site needs to reach its backends,
+		// passwords included, so core never prints its values.
+		{Name: "env", Type: sdk.Map(sdk.String), Default: sdk.NoValue, Sensitive: true,
+			Description: "environment of the site's pages, NAME = value, as apache SetEnv lines (PHP: $_SERVER['NAME']); may refer to other roles (LAMP_DB_HOST_PORT = role.db.endpoints.postgres); Configure applies new values with a graceful reload"},
 	}
 	attrs = append(attrs, rolekit.HealthAttributes()...)
 	attrs = append(attrs, rolekit.PackagesAttributes("apache2 and memcached (and libapache2-mod-php with php), such as php-memcached")...)
@@ -59,6 +69,7 @@ type settings struct {
 	MaxRequestWorkers  int
 	KeepAlive          bool
 	KeepAliveTimeout   int
+	Env                map[string]string // SetEnv, for the site's pages
 	rolekit.HTTPHealth
 	Packages       []string
 	InstallMissing bool
@@ -114,6 +125,9 @@ func decode(c sdk.Config) (settings, error) {
 		return bad("%v", err)
 	}
 	s.HTTPHealth = h
+	if s.Env, err = decodeEnv(c); err != nil {
+		return bad("%v", err)
+	}
 	switch {
 	case s.DocumentRoot == "":
 		return bad("document_root is required")
@@ -148,6 +162,129 @@ func decode(c sdk.Config) (settings, error) {
 		return bad("mpm %q: want \"event\", \"prefork\" or \"auto\"", s.MPM)
 	}
 	return s, nil
+}
+
+// envName is what an env name must look like: a portable environment
+// variable name, which every language's pages can read.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// maxEnvValue bounds an env value: apache refuses configuration lines
+// longer than 8 KiB, quoting may double a value, and the line holds the
+// directive and the name too.
+const maxEnvValue = 3000
+
+// decodeEnv reads the env map and checks every name and value, so that
+// what reaches httpd.conf is one SetEnv line that apache reads back as the
+// very value given.
+func decodeEnv(c sdk.Config) (map[string]string, error) {
+	v := c.Get("env")
+	if v.IsNull() {
+		return nil, nil
+	}
+	if !v.IsKnown() || !(v.Type().IsMapType() || v.Type().IsObjectType()) {
+		return nil, fmt.Errorf("env: want a map of strings")
+	}
+	env := map[string]string{}
+	for it := v.ElementIterator(); it.Next(); {
+		k, e := it.Element()
+		name := k.AsString()
+		if !e.IsKnown() {
+			return nil, fmt.Errorf("env %s: the value is not known yet (a reference to a role without a ready server?)", name)
+		}
+		if e.IsNull() || !e.Type().Equals(sdk.String) {
+			return nil, fmt.Errorf("env %s: want a string", name)
+		}
+		if err := checkEnv(name, e.AsString()); err != nil {
+			return nil, err
+		}
+		env[name] = e.AsString()
+	}
+	return env, nil
+}
+
+// checkEnv refuses what apache's configuration syntax cannot carry
+// faithfully in a quoted argument: line breaks and other control
+// characters (a line break would end the directive and start another),
+// and "${", which apache replaces with a variable from Define or its own
+// environment before it parses the line, with no escape. Names the site's
+// pages could not tell from the role's own variables (ROSTER_*) or from a
+// request header (HTTP_*: what CGI and PHP call the headers) are refused
+// too.
+func checkEnv(name, value string) error {
+	switch {
+	case !envName.MatchString(name):
+		return fmt.Errorf("env %q: a name is letters, digits and underscores, not starting with a digit", name)
+	case strings.HasPrefix(strings.ToUpper(name), "ROSTER_"):
+		return fmt.Errorf("env %s: names starting with ROSTER_ are the role's own (ROSTER_SERVER, ROSTER_MEMCACHED)", name)
+	case strings.HasPrefix(strings.ToUpper(name), "HTTP_"):
+		return fmt.Errorf("env %s: names starting with HTTP_ are how pages see request headers", name)
+	case !utf8.ValidString(value):
+		return fmt.Errorf("env %s: the value is not valid UTF-8", name)
+	case len(value) > maxEnvValue:
+		return fmt.Errorf("env %s: the value is %d bytes, want at most %d", name, len(value), maxEnvValue)
+	case strings.Contains(value, "${"):
+		return fmt.Errorf("env %s: the value holds \"${\", which apache would replace with a variable of its own", name)
+	}
+	for i, r := range value {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("env %s: the value holds the control character %q at byte %d (apache's configuration cannot carry line breaks in a value)", name, r, i)
+		}
+	}
+	return nil
+}
+
+// EnvLines returns env as name/value pairs sorted by name, so that the
+// same env always renders the same configuration.
+func (s settings) EnvLines() []envVar {
+	out := make([]envVar, 0, len(s.Env))
+	for k, v := range s.Env {
+		out = append(out, envVar{Name: k, Value: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+type envVar struct{ Name, Value string }
+
+// fixed returns a digest of each attribute that only Provision applies:
+// the site, the ports and the shape of apache and memcached. Configure
+// applies the others (env, keep_alive, keep_alive_timeout, health_path,
+// health_status), which a graceful reload, or nothing at all, carries.
+func (s settings) fixed() map[string]string {
+	vals := map[string]any{
+		"document_root":        s.DocumentRoot,
+		"document_root_sha256": s.DocumentRootSHA256,
+		"apache_config":        s.ApacheConfig,
+		"apache_config_sha256": s.ApacheConfigSHA256,
+		"listen_address":       s.ListenAddress,
+		"port":                 s.Port,
+		"memcached_port":       s.MemcachedPort,
+		"memcached_mb":         s.MemcachedMB,
+		"php":                  s.PHP,
+		"mpm":                  s.MPM,
+		"max_request_workers":  s.MaxRequestWorkers,
+		"packages":             strings.Join(s.Packages, "\x00"),
+		"install_missing":      s.InstallMissing,
+	}
+	out := make(map[string]string, len(vals))
+	for k, v := range vals {
+		sum := sha256.Sum256(fmt.Appendf(nil, "%v", v))
+		out[k] = hex.EncodeToString(sum[:8])
+	}
+	return out
+}
+
+// changedFixed names the attributes of fixed, sorted, whose digest differs
+// from was's.
+func changedFixed(was, now map[string]string) []string {
+	var out []string
+	for k, v := range now {
+		if w, ok := was[k]; ok && w != v {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // packages returns the Debian packages the settings need.

@@ -20,6 +20,10 @@ type apacheStatus struct {
 	IdleWorkers   float64
 	TotalAccesses float64
 	ReqPerSec     float64
+	// Generation is the configuration generation of the process that
+	// answered: a worker started after a graceful reload answers the new
+	// one.
+	Generation float64
 }
 
 func fetchApacheStatus(ctx context.Context, addr string) (apacheStatus, error) {
@@ -53,6 +57,8 @@ func parseApacheStatus(body string) apacheStatus {
 			s.TotalAccesses = f
 		case "ReqPerSec":
 			s.ReqPerSec = f
+		case "ParentServerConfigGeneration":
+			s.Generation = f
 		}
 	}
 	return s

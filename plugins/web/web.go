@@ -9,6 +9,11 @@
 // apache, both in the foreground under sdk/process, and returns the
 // endpoints `http` and `memcached`.
 //
+// Configure (the optional fifth method) applies new values of env and the
+// keep-alive settings to a running server with a graceful reload of apache:
+// core calls it when a pool the config refers to changes, such as the db
+// server whose address env hands to the site.
+//
 // Both daemons run in the foreground as leaders of their own process
 // groups, so that Stop accounts for every process: apache's workers, CGI
 // scripts, memcached's threads. When the plugin runs as root, apache's
@@ -95,6 +100,10 @@ type state struct {
 	MaxRequestWorkers int    `json:"max_request_workers"`
 	DocumentRootSHA   string `json:"document_root_sha256"`
 	Revision          string `json:"revision,omitempty"`
+	// Fixed holds a digest of each attribute that only Provision applies,
+	// as Provision applied it, so that Configure can name the ones that
+	// changed without keeping their values (a URL may hold a password).
+	Fixed map[string]string `json:"fixed,omitempty"`
 }
 
 func supervisor(ctx context.Context, l layout) (*process.Supervisor, error) {
@@ -190,7 +199,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	if err != nil {
 		return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrNotFound, "web: %v", err)
 	}
-	apacheUser, mcUser := userName(wwwData), userName(memcache)
+	mcUser := userName(memcache)
 	if wwwData != nil {
 		if err := makeReadable(l.Docroot, wwwData); err != nil {
 			return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrInvalidConfig, "web: %v", err)
@@ -219,25 +228,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	}
 	mcAddr := listenAddr("127.0.0.1", mcPort)
 	httpAddr := listenAddr(cfg.endpointHost(), httpPort)
-	mods, err := modulesFor(cfg)
-	if err != nil {
-		return sdk.ProvisionResponse{}, sdk.Errorf(sdk.ErrNotFound, "web: %v", err)
-	}
-	serverLimit, threads := eventShape(cfg.MaxRequestWorkers)
-	conf, err := renderApache(apacheParams{
-		settings:      cfg,
-		Layout:        l,
-		Listen:        listenAddr(cfg.ListenAddress, httpPort),
-		Modules:       mods,
-		User:          apacheUser,
-		Group:         apacheUser,
-		ServerName:    httpAddr,
-		ServerLimit:   serverLimit,
-		ThreadsPer:    threads,
-		MemcachedAddr: mcAddr,
-		Server:        req.Server.Name,
-		HasExtra:      hasExtra,
-	})
+	conf, err := apacheConfig(cfg, l, req.Server.Name, httpPort, httpAddr, mcAddr, userName(wwwData))
 	if err != nil {
 		return sdk.ProvisionResponse{}, err
 	}
@@ -277,6 +268,7 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	st := &state{
 		Server: req.Server.Name, HTTP: httpAddr, Memcached: mcAddr, MPM: cfg.MPM,
 		MaxRequestWorkers: cfg.MaxRequestWorkers, DocumentRootSHA: site.SHA256, Revision: site.Revision,
+		Fixed: cfg.fixed(),
 	}
 	if err := rolekit.SaveState(l.State, st); err != nil {
 		return sdk.ProvisionResponse{}, fmt.Errorf("web: %w", err)
@@ -285,6 +277,30 @@ func (r *Role) Provision(ctx context.Context, req sdk.ProvisionRequest) (_ sdk.P
 	req.Report("ready", "apache on "+httpAddr+", memcached on "+mcAddr, 1)
 	log.Info("web server ready", "http", httpAddr, "memcached", mcAddr, "mpm", cfg.MPM, "document_root_sha256", site.SHA256)
 	return sdk.ProvisionResponse{Endpoints: sdk.Endpoints{"http": httpAddr, "memcached": mcAddr}}, nil
+}
+
+// apacheConfig renders httpd.conf for the server: Provision writes it,
+// Configure renders it again from new values and the ports Provision chose.
+func apacheConfig(cfg settings, l layout, server string, httpPort int, httpAddr, mcAddr, user string) ([]byte, error) {
+	mods, err := modulesFor(cfg)
+	if err != nil {
+		return nil, sdk.Errorf(sdk.ErrNotFound, "web: %v", err)
+	}
+	serverLimit, threads := eventShape(cfg.MaxRequestWorkers)
+	return renderApache(apacheParams{
+		settings:      cfg,
+		Layout:        l,
+		Listen:        listenAddr(cfg.ListenAddress, httpPort),
+		Modules:       mods,
+		User:          user,
+		Group:         user,
+		ServerName:    httpAddr,
+		ServerLimit:   serverLimit,
+		ThreadsPer:    threads,
+		MemcachedAddr: mcAddr,
+		Server:        server,
+		HasExtra:      cfg.ApacheConfig != "",
+	})
 }
 
 func memcachedSpec(l layout, cfg settings, port int, user string) process.Spec {

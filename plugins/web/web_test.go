@@ -16,15 +16,16 @@ import (
 	"time"
 
 	"github.com/rosterhq/roster/sdk"
-	"github.com/rosterhq/roster/sdk/artifact"
 	"github.com/rosterhq/roster/sdk/netutil"
 	"github.com/rosterhq/roster/sdk/process"
 	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
-// exampleSite is the lamp example's PHP site, which the tests serve.
-const exampleSite = "../../examples/lamp/site"
+// testSiteDir is the tests' own PHP site: a visit counter (index.php), the
+// health page, a page that takes a second (slow.php) and one that prints
+// the variables it is given (env.php).
+const testSiteDir = "testdata/site"
 
 // requireServices skips the test when apache2, memcached or (with php)
 // mod_php and php-memcached are missing, except in CI, where it fails.
@@ -63,21 +64,10 @@ func workDir(t testing.TB) string {
 	return d
 }
 
-// testSite copies the example site and adds a slow page.
+// testSite returns the test site's absolute path, for a file:// URL.
 func testSite(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(workDir(t), "site")
-	if _, err := artifact.Fetch(context.Background(), "file://"+mustAbs(t, exampleSite), dir, artifact.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	// A request that takes a second of wall time. A plain sleep() would be
-	// cut short by the signal graceful-stop sends the worker.
-	slow := `<?php $end = microtime(true) + 1.0; while (microtime(true) < $end) { usleep(20000); } echo "slow done\n";`
-	if err := os.WriteFile(filepath.Join(dir, "slow.php"), []byte(slow), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "plain.html"), []byte("plain\n"), 0o644)
-	return dir
+	return mustAbs(t, testSiteDir)
 }
 
 func mustAbs(t testing.TB, p string) string {
@@ -287,7 +277,7 @@ func TestConfigErrorsCaughtByProvision(t *testing.T) {
 		"same ports":        {"port": 18080, "memcached_port": 18080},
 		"bad package name":  {"packages": []any{"-o=evil"}},
 		"bad sha256":        {"document_root_sha256": "abc"},
-		"single file":       {"document_root": "file://" + mustAbs(t, exampleSite+"/index.php")},
+		"single file":       {"document_root": "file://" + mustAbs(t, testSiteDir+"/index.php")},
 	}
 	for name, extra := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -24,9 +24,6 @@ role "db" {
   drain { timeout = "30s" }     # sessions in a transaction are waited for
 
   config {
-    # A fixed port, because the web role cannot yet be handed
-    # role.db.endpoints.postgres: apache/lamp.conf names it for the site.
-    port            = 15432
     database        = "lamp"
     user            = "lamp"
     password        = "lamp-example-only"        # an example: choose your own

@@ -41,9 +41,8 @@ role "web" {
   }
 
   config {
-    document_root   = "file://../site"             # relative to this file
-    apache_config   = "file://../apache/lamp.conf" # where the site finds the db
-    php             = true                         # mod_php, so the prefork MPM
+    document_root   = "file://../site" # relative to this file
+    php             = true             # mod_php, so the prefork MPM
     packages        = ["php-memcached", "php-pgsql"]
     install_missing = true
     memcached_mb    = 64
@@ -55,5 +54,14 @@ role "web" {
     # (it would count as busy) and a drain ends as soon as requests do.
     keep_alive  = false
     health_path = "/health.php"
+    # Where the site finds the db, as SetEnv variables for its pages
+    # ($_SERVER['LAMP_DB_HOST_PORT']). The db's address is the endpoint of
+    # its ready server: the web servers wait for one, and when the db moves
+    # roster hands them the new address (Configure: a graceful reload). The
+    # password is the example's, not a secret.
+    env = {
+      LAMP_DB_HOST_PORT = role.db.endpoints.postgres
+      LAMP_DB           = "dbname=lamp user=lamp password=lamp-example-only connect_timeout=2"
+    }
   }
 }

@@ -24,6 +24,20 @@ function fail(string $why): never
     exit;
 }
 
+// The db's connection string: its host:port, which the web role hands
+// over from the db role's endpoint (roles/web.hcl, env), and the rest.
+function conninfo(): string
+{
+    $addr = $_SERVER['LAMP_DB_HOST_PORT'] ?? '';
+    $i = strrpos($addr, ':');
+    if ($i === false) {
+        fail('db: LAMP_DB_HOST_PORT is not host:port');
+    }
+    $host = trim(substr($addr, 0, $i), '[]'); // [::1]:5432 too
+    $port = substr($addr, $i + 1);
+    return "host=$host port=$port " . ($_SERVER['LAMP_DB'] ?? '');
+}
+
 [$host, $port] = array_pad(explode(':', $_SERVER['ROSTER_MEMCACHED'] ?? '', 2), 2, '0');
 $mc = new Memcached();
 $mc->addServer($host, (int) $port);
@@ -38,7 +52,7 @@ if ($visits === false) {
 
 $greeting = $mc->get('greeting');
 if ($greeting === false) {
-    $db = @pg_connect($_SERVER['LAMP_DB'] ?? '');
+    $db = @pg_connect(conninfo());
     if ($db === false) {
         fail('db: cannot connect');
     }
