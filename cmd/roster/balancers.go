@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/rosterhq/roster/core/balancer"
+	"github.com/rosterhq/roster/core/balancer/dns"
 	"github.com/rosterhq/roster/core/balancer/file"
 	"github.com/rosterhq/roster/core/balancer/haproxy"
 	"github.com/rosterhq/roster/core/config"
@@ -28,6 +29,10 @@ func init() {
 	})
 	balancer.RegisterValidator(file.Type, func(body hcl.Body) hcl.Diagnostics {
 		_, diags := file.DecodeConfig(body)
+		return diags
+	})
+	balancer.RegisterValidator(dns.Type, func(body hcl.Body) hcl.Diagnostics {
+		_, diags := dns.DecodeConfig(body)
 		return diags
 	})
 }
