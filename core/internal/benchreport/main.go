@@ -137,7 +137,15 @@ func render(w io.Writer, results []result, failures []string) {
 			for i, u := range units {
 				cells[i] = r.metrics[u]
 			}
-			fmt.Fprintf(w, "| %s | %s | %s |\n", strings.TrimPrefix(r.name, "Benchmark"), strings.Join(cells, " | "), targets[strings.TrimPrefix(r.name, "Benchmark")])
+			name := strings.TrimPrefix(r.name, "Benchmark")
+			fmt.Fprintf(w, "| %s | %s | %s |\n", name, strings.Join(cells, " | "), target(p, name))
+		}
+		fmt.Fprintln(w)
+		for _, r := range rs {
+			name := strings.TrimPrefix(r.name, "Benchmark")
+			if n := note(p, name); n != "" {
+				fmt.Fprintf(w, "- **%s**: %s\n", name, n)
+			}
 		}
 		fmt.Fprintln(w)
 	}
@@ -149,6 +157,21 @@ func render(w io.Writer, results []result, failures []string) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// target looks a benchmark's target up by package and name
+// ("plugins/web.ProvisionToHealthy"), then by name alone.
+func target(pkg, name string) string { return lookup(targets, pkg, name) }
+
+// note looks up what a reader needs to know to read a benchmark's numbers.
+func note(pkg, name string) string { return lookup(notes, pkg, name) }
+
+func lookup(m map[string]string, pkg, name string) string {
+	short := strings.TrimPrefix(pkg, "github.com/rosterhq/roster/")
+	if t, ok := m[short+"."+name]; ok {
+		return t
+	}
+	return m[name]
 }
 
 func cpuModel() string {

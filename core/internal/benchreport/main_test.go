@@ -30,6 +30,18 @@ BenchmarkHealthCheck-2	1	5 ns/op	120 p50-µs
 	var b strings.Builder
 	render(&b, rs, fails)
 	out := b.String()
+	targets["core/queue/local.WakeUp"] = "p50 ≤ 5 ms"
+	targets["RoundTrip"] = "≥ 2,000/s"
+	defer delete(targets, "core/queue/local.WakeUp")
+	defer delete(targets, "RoundTrip")
+	b.Reset()
+	render(&b, rs, fails)
+	out = b.String()
+	for _, want := range []string{"| WakeUp | 1.20 | 4.80 |  | p50 ≤ 5 ms |", "| RoundTrip |  |  | 2500 | ≥ 2,000/s |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
 	for _, want := range []string{"## core/queue/local", "| WakeUp | 1.20 | 4.80 |  |", "| RoundTrip |  |  | 2500 |", "## sdk/rolehost", "## Failures"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
