@@ -9,13 +9,21 @@
 //     (setsid), so a SIGKILLed orchestrator's process group does not take
 //     them along, and a new orchestrator on the same data_dir re-adopts them
 //     from the machine file;
-//   - Terminate ends the machine's whole session (the agent, its plugins and
-//     what they started): SIGTERM, then SIGKILL after a grace period;
-//   - a machine whose agent died shows as "stopped" until terminated.
+//   - Terminate ends every process of the machine (the agent, its plugins
+//     and the services they started, in sessions of their own too):
+//     SIGTERM, then SIGKILL after a grace period, as a cloud's terminate
+//     leaves nothing of the instance running;
+//   - a machine whose agent died shows as "stopped" until terminated; what
+//     the agent started may still run until then, as on a cloud machine
+//     whose agent crashed.
 //
-// Processes that leave the session (a service that calls setsid to
-// daemonise) escape Terminate; role plugins run their services in the
-// foreground for that reason.
+// Which processes are the machine's: where this host allows it (Linux,
+// a writable cgroup v2 hierarchy), each machine is a cgroup,
+// <own cgroup>/roster-<hash of data_dir>/<id>, that its agent is born in
+// and that no descendant can leave, and Terminate ends with cgroup.kill.
+// Elsewhere Terminate sweeps /proc for the agent's session, the processes
+// whose working directory or standard streams lie under the work
+// directory, and their descendants (see machineProcs for its limits).
 package local
 
 import (
@@ -83,7 +91,14 @@ type Options struct {
 	// KeepTerminated keeps a terminated machine's work directory (its
 	// agent.log), for debugging; a cloud would wipe it.
 	KeepTerminated bool
-	Logger         hclog.Logger
+	// NoCgroup makes Terminate sweep /proc for a machine's processes even
+	// where a cgroup per machine is possible (tests of the sweep; a host
+	// whose cgroups another manager owns).
+	NoCgroup bool
+	Logger   hclog.Logger
+
+	// noClone3 starts agents as if clone3 were refused (tests).
+	noClone3 bool
 }
 
 // Provider is the local machine provider; it implements provider.Provider.
@@ -91,6 +106,9 @@ type Provider struct {
 	opts Options
 	log  hclog.Logger
 	path string
+	// cgParent is the cgroup the machines' cgroups are made in; empty
+	// when cgroups are not used.
+	cgParent string
 
 	mu       sync.Mutex
 	machines map[string]*record
@@ -113,7 +131,10 @@ type record struct {
 	// StartTime is the process's start time from /proc/<pid>/stat, in
 	// clock ticks since boot: with the pid it names the process, so that a
 	// reused pid is not taken for the agent.
-	StartTime    uint64    `json:"start_time,omitempty"`
+	StartTime uint64 `json:"start_time,omitempty"`
+	// Cgroup is the machine's cgroup directory; empty for a machine whose
+	// processes Terminate finds by a /proc sweep.
+	Cgroup       string    `json:"cgroup,omitempty"`
 	TerminatedAt time.Time `json:"terminated_at,omitzero"`
 }
 
@@ -162,7 +183,17 @@ func New(opts Options) (*Provider, error) {
 		machines: map[string]*record{},
 		boots:    map[string]*time.Timer{},
 	}
+	if !opts.NoCgroup {
+		cg, err := cgroupParent(dir)
+		if err != nil {
+			p.log.Info("no cgroup per machine, terminate sweeps /proc for a machine's processes", "reason", err)
+		} else {
+			p.cgParent = cg
+			p.log.Debug("a cgroup per machine", "cgroup", cg)
+		}
+	}
 	if err := p.load(); err != nil {
+		removeCgroupParent(p.cgParent)
 		return nil, err
 	}
 	p.mu.Lock()
@@ -271,7 +302,8 @@ func (p *Provider) scheduleLocked(r *record) {
 	})
 }
 
-// bootLocked starts the machine's agent process in a session of its own.
+// bootLocked starts the machine's agent process in a session of its own,
+// and in the machine's cgroup where there is one.
 func (p *Provider) bootLocked(r *record) {
 	log := p.log.With("machine_id", r.ID)
 	out, err := os.OpenFile(filepath.Join(r.WorkDir, AgentLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -281,22 +313,64 @@ func (p *Provider) bootLocked(r *record) {
 		return
 	}
 	defer out.Close()
-	cmd := exec.Command(p.opts.Exe, p.opts.AgentArgs(r.ID)...)
-	cmd.Dir = r.WorkDir
-	cmd.Env = append(os.Environ(), p.opts.Env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	command := func() *exec.Cmd {
+		cmd := exec.Command(p.opts.Exe, p.opts.AgentArgs(r.ID)...)
+		cmd.Dir = r.WorkDir
+		cmd.Env = append(os.Environ(), p.opts.Env...)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		return cmd
+	}
+	var cg *machineCgroup
+	if p.cgParent != "" {
+		if cg, err = newCgroup(p.cgParent, r.ID); err != nil {
+			log.Warn("machine has no cgroup, terminate will sweep /proc for its processes", "error", err)
+		}
+	}
+	cmd := command()
+	switch {
+	case cg == nil:
+		err = cmd.Start()
+	case p.opts.noClone3:
+		err = errors.New("clone3 not tried (test)")
+	default:
+		setCgroupFD(cmd.SysProcAttr, cg)
+		err = cmd.Start()
+	}
+	if err != nil && cg != nil {
+		// clone3 refused (a seccomp filter, a kernel before 5.7): a shell
+		// moves itself in, then becomes the agent.
+		log.Debug("agent not born in its cgroup, moving it in through /bin/sh", "error", err)
+		cmd = command()
+		var moved bool
+		if moved, err = cg.startThroughShell(cmd); err != nil {
+			cmd = command()
+			err = cmd.Start()
+		}
+		if !moved {
+			log.Warn("machine has no cgroup, terminate will sweep /proc for its processes", "cgroup", cg.dir)
+			cg.discard()
+			cg = nil
+		}
+	}
+	if err != nil {
+		if cg != nil {
+			cg.discard()
+		}
 		log.Error("machine did not boot", "error", err)
 		r.State = StateStopped
 		return
+	}
+	if cg != nil {
+		cg.release()
+		r.Cgroup = cg.dir
 	}
 	r.Pid = cmd.Process.Pid
 	if st, err := readStat(r.Pid); err == nil {
 		r.StartTime = st.startTime
 	}
 	r.State = StateRunning
-	log.Info("machine booted", "pid", r.Pid)
+	log.Info("machine booted", "pid", r.Pid, "cgroup", r.Cgroup)
 	// Reap the child while this process lives; after an orchestrator
 	// restart the agent is init's child, and init reaps it.
 	pid := r.Pid
@@ -314,8 +388,9 @@ func (p *Provider) bootLocked(r *record) {
 	}()
 }
 
-// Terminate implements provider.Provider: SIGTERM to the machine's session,
-// SIGKILL after TerminateGrace.
+// Terminate implements provider.Provider: SIGTERM to every process of the
+// machine, SIGKILL after TerminateGrace to what is left; its agent may
+// have died already.
 func (p *Provider) Terminate(ctx context.Context, id string) error {
 	p.mu.Lock()
 	r, ok := p.machines[id]
@@ -327,17 +402,22 @@ func (p *Provider) Terminate(ctx context.Context, id string) error {
 		t.Stop()
 		delete(p.boots, id)
 	}
-	pid, start := r.Pid, r.StartTime
+	t := target{id: id, pid: r.Pid, startTime: r.StartTime, cgroup: r.Cgroup, workDir: r.WorkDir}
 	p.mu.Unlock()
 
-	if pid > 0 {
-		if err := p.stopSession(ctx, pid, start); err != nil {
+	// A machine that never booted ran nothing.
+	if t.pid > 0 || t.cgroup != "" {
+		if err := p.stopMachine(ctx, t); err != nil {
 			return fmt.Errorf("local provider: terminate machine %s: %w", id, err)
 		}
 	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if t.cgroup != "" {
+		// Under the lock: a machine booting now makes the parent again.
+		removeCgroupParent(filepath.Dir(t.cgroup))
+	}
 	r.State = StateTerminated
 	r.TerminatedAt = time.Now().UTC()
 	if !p.opts.KeepTerminated {
@@ -347,47 +427,6 @@ func (p *Provider) Terminate(ctx context.Context, id string) error {
 	}
 	p.log.Info("machine terminated", "machine_id", id)
 	return p.saveLocked()
-}
-
-// stopSession ends every process of the session the agent leads: its
-// session id is the agent's pid. Processes are found by session, so the
-// plugins (in process groups of their own) and their services go too.
-func (p *Provider) stopSession(ctx context.Context, sid int, start uint64) error {
-	if !alive(sid, start) {
-		if st, err := readStat(sid); err == nil && st.session == sid {
-			// The pid now leads another session: not this machine's.
-			return nil
-		}
-	}
-	signal := func(sig syscall.Signal) {
-		for _, pid := range sessionMembers(sid) {
-			_ = syscall.Kill(pid, sig)
-		}
-	}
-	gone := func(until time.Time, every time.Duration) (bool, error) {
-		for len(sessionMembers(sid)) > 0 {
-			if time.Now().After(until) {
-				return false, nil
-			}
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(every):
-			}
-		}
-		return true, nil
-	}
-	signal(syscall.SIGTERM)
-	if ok, err := gone(time.Now().Add(p.opts.TerminateGrace), 50*time.Millisecond); ok || err != nil {
-		return err
-	}
-	p.log.Warn("machine did not stop on SIGTERM, killing it", "session", sid, "grace", p.opts.TerminateGrace)
-	signal(syscall.SIGKILL)
-	ok, err := gone(time.Now().Add(5*time.Second), 20*time.Millisecond)
-	if err == nil && !ok {
-		err = fmt.Errorf("processes of session %d survive SIGKILL", sid)
-	}
-	return err
 }
 
 // List implements provider.Provider; terminated machines are not listed.
@@ -426,6 +465,7 @@ func (p *Provider) Close() error {
 		t.Stop()
 		delete(p.boots, id)
 	}
+	removeCgroupParent(p.cgParent)
 	return nil
 }
 

@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 }
 
 func helper(mode string) {
+	switch mode {
+	case "daemon", "leaf":
+		daemon(mode)
+		return
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
 	if mode == "stubborn" {
@@ -42,6 +47,12 @@ func helper(mode string) {
 		os.Exit(2)
 	}
 	_ = os.WriteFile("child", []byte(strconv.Itoa(child.Process.Pid)), 0o644)
+	if mode == "escape" {
+		if err := startEscapees(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
 	// Written last: once "started" exists, the child's pid is there too.
 	_ = os.WriteFile("started.tmp", []byte(strconv.Itoa(os.Getpid())), 0o644)
 	_ = os.Rename("started.tmp", "started")

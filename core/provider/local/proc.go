@@ -13,6 +13,7 @@ import (
 // procStat is what the provider needs of /proc/<pid>/stat.
 type procStat struct {
 	state     byte
+	ppid      int
 	session   int
 	startTime uint64 // clock ticks after boot
 }
@@ -33,6 +34,10 @@ func readStat(pid int) (procStat, error) {
 	if len(f) < 20 || len(f[0]) != 1 {
 		return procStat{}, errors.New("malformed stat")
 	}
+	ppid, err := strconv.Atoi(string(f[4-3]))
+	if err != nil {
+		return procStat{}, err
+	}
 	sid, err := strconv.Atoi(string(f[6-3]))
 	if err != nil {
 		return procStat{}, err
@@ -41,7 +46,7 @@ func readStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
-	return procStat{state: f[0][0], session: sid, startTime: start}, nil
+	return procStat{state: f[0][0], ppid: ppid, session: sid, startTime: start}, nil
 }
 
 // alive says whether pid is a live process started at start (when start
@@ -55,27 +60,6 @@ func alive(pid int, start uint64) bool {
 		return false
 	}
 	return start == 0 || st.startTime == start
-}
-
-// sessionMembers lists the live processes of session sid.
-func sessionMembers(sid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := readStat(pid)
-		if err != nil || st.session != sid || st.state == 'Z' || st.state == 'X' {
-			continue
-		}
-		out = append(out, pid)
-	}
-	return out
 }
 
 func sortMachines(ms []provider.Machine) {
