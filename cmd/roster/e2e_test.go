@@ -27,6 +27,7 @@ import (
 
 	"github.com/rosterhq/roster/core/orchestrator"
 	"github.com/rosterhq/roster/core/protocol"
+	localprov "github.com/rosterhq/roster/core/provider/local"
 	"github.com/rosterhq/roster/core/queue"
 	"github.com/rosterhq/roster/core/queue/local"
 )
@@ -184,6 +185,18 @@ func (e *e2e) kill() {
 // machines (agents and their plugins, each machine a session).
 func (e *e2e) cleanup() {
 	e.kill()
+	// Terminate through the provider, as the orchestrator would: it also
+	// removes each machine's cgroup and whatever ran in it.
+	if lp, err := localprov.New(localprov.Options{DataDir: e.dataDir, AgentArgs: func(string) []string { return nil }}); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if ms, err := lp.List(ctx, nil); err == nil {
+			for _, m := range ms {
+				_ = lp.Terminate(ctx, m.ID)
+			}
+		}
+		cancel()
+		_ = lp.Close()
+	}
 	for _, pid := range agentPids(e.cluster, "") {
 		if sid, err := sessionOf(pid); err == nil && sid > 0 {
 			for _, p := range sessionMembers(sid) {
