@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +14,16 @@ import (
 // notMinePause keeps a spare from receiving, at once and over and over, a
 // message it has just released for another machine.
 const notMinePause = time.Second
+
+// answerPause is notMinePause while waiting for a grant: short, for the
+// grant of this machine may be next on the inbox.
+const answerPause = 200 * time.Millisecond
+
+// inboxGoneAfter is how long a claimed server's inbox may be missing before
+// the server is taken for gone. Not at once: the orchestrator creates the
+// inbox before it sends the commission, but SQS may not show a queue for
+// up to a second after its creation.
+const inboxGoneAfter = 2 * time.Second
 
 // spare idles on the global queue: hello, a heartbeat every SpareHeartbeat,
 // and a long poll for commissions.
@@ -136,8 +147,9 @@ func (a *Agent) onCommission(ctx context.Context, q string, m queue.Message, env
 	}
 	switch outcome {
 	case grantOther:
+		a.idleAgain(ctx)
 		return nil
-	case grantNone, grantOtherCopy:
+	case grantNone, grantOtherCopy, grantGone:
 		// Stopped, or no grant came in time: the orchestrator may have
 		// granted the server to this machine all the same. Give the claim
 		// up, so that it commissions the server again now rather than
@@ -146,6 +158,8 @@ func (a *Agent) onCommission(ctx context.Context, q string, m queue.Message, env
 		switch {
 		case outcome == grantOtherCopy:
 			why = "the server was granted to another machine on another copy of the commission"
+		case outcome == grantGone:
+			why = "the server's inbox is gone"
 		case ctx.Err() != nil:
 			why = "the agent stopped before the grant"
 		}
@@ -153,6 +167,7 @@ func (a *Agent) onCommission(ctx context.Context, q string, m queue.Message, env
 		_ = a.report(ctx, protocol.KindFailed, protocol.Failed{
 			Server: c.Server, MachineID: a.cfg.MachineID, Order: env.ID, Stage: "claim", Error: why,
 		})
+		a.idleAgain(ctx)
 		return nil
 	}
 	a.st.Commission = &commissionState{ID: env.ID, GrantID: grant.env.ID, Body: c}
@@ -170,6 +185,16 @@ func (a *Agent) onCommission(ctx context.Context, q string, m queue.Message, env
 		log.Debug("plugin start ahead of the grant failed", "error", err)
 	}
 	return nil
+}
+
+// idleAgain reports at once that a spare whose claim was not granted idles
+// on the global queue again: the orchestrator counts a spare whose last
+// report is a claim as busy (it sends no heartbeat while it waits), and
+// would otherwise learn of it only at the next spare heartbeat.
+func (a *Agent) idleAgain(ctx context.Context) {
+	if ctx.Err() == nil {
+		a.spareHeartbeat(ctx)
+	}
 }
 
 // launching is a plugin started ahead of the grant.
@@ -230,11 +255,21 @@ const (
 	grantOtherCopy
 	// grantMine: the server is this machine's.
 	grantMine
+	// grantGone: the server's inbox does not exist (any more): the server
+	// was forgotten, and no grant can come.
+	grantGone
 )
 
 // awaitGrant long-polls the server's inbox for the grant of the commission
 // this machine claimed, for GrantWait at most. Other orders that arrive
 // first are put back when the wait ends, for the server to handle.
+//
+// The orchestrator answers a claim with the grant or, when the server is
+// another machine's already (a stale or duplicated copy of the commission),
+// with a refusal: a grant addressed to this machine (the envelope's
+// recipient) that names the holder, which ends the wait at once. GrantWait
+// bounds the waits nothing answers: a refusal the holder took first, a
+// claim the orchestrator did not see, a server that is gone.
 func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Commission) (received, grantOutcome) {
 	log := a.log.With("commission", commission, "server", c.Server)
 	var early []queue.Message
@@ -244,13 +279,26 @@ func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Co
 		}
 	}()
 	deadline := time.Now().Add(a.cfg.GrantWait)
+	var missing time.Time
 	for ctx.Err() == nil {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			log.Info("no grant came, still a spare")
 			return received{}, grantNone
 		}
-		for _, m := range a.receive(ctx, c.Inbox, wait, a.cfg.GrantWait+30*time.Second) {
+		msgs, gone := a.receiveInbox(ctx, c.Inbox, wait, a.cfg.GrantWait+30*time.Second)
+		switch {
+		case !gone:
+			missing = time.Time{}
+		case missing.IsZero():
+			missing = time.Now()
+		case time.Since(missing) >= inboxGoneAfter:
+			// The orchestrator deletes a server's inbox when it forgets
+			// the server: nothing can answer this claim.
+			log.Info("the server's inbox is gone, still a spare", "inbox", c.Inbox)
+			return received{}, grantGone
+		}
+		for _, m := range msgs {
 			env, ok := a.open(ctx, c.Inbox, m)
 			if !ok {
 				continue
@@ -266,10 +314,29 @@ func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Co
 				continue
 			}
 			switch {
+			case g.Commission != commission && g.MachineID == a.cfg.MachineID && env.Recipient != a.cfg.MachineID:
+				// The orchestrator's answer to another machine's claim of
+				// another copy, naming this machine as the holder: put it
+				// back for that machine, and give it time to take it.
+				log.Debug("answer to another machine's claim, released", "for", env.Recipient)
+				a.release(ctx, c.Inbox, m)
+				sleep(ctx, answerPause)
+				continue
 			case g.Commission != commission && g.MachineID == a.cfg.MachineID:
 				log.Warn("grant of an earlier commission, deleted", "grant_commission", g.Commission)
 				a.delete(ctx, c.Inbox, m)
 				continue
+			case g.MachineID != a.cfg.MachineID && env.Recipient == a.cfg.MachineID:
+				// The orchestrator's answer to a claim of this machine that
+				// it will not grant: consumed here, whoever holds the
+				// server.
+				a.delete(ctx, c.Inbox, m)
+				if g.Commission != commission {
+					log.Debug("answer to an earlier claim, deleted", "answer_commission", g.Commission)
+					continue
+				}
+				log.Info("claim not granted: the server is another machine's, still a spare", "granted_to", g.MachineID)
+				return received{}, grantOther
 			case g.MachineID != a.cfg.MachineID:
 				// The server is another machine's: put the grant back for
 				// it at once (holding it until this wait ends would leave
@@ -291,4 +358,26 @@ func (a *Agent) awaitGrant(ctx context.Context, commission string, c protocol.Co
 		}
 	}
 	return received{}, grantNone
+}
+
+// receiveInbox long-polls a claimed server's inbox like receive, and says
+// whether the inbox does not exist: waited out briefly, for awaitGrant to
+// tell a server that is gone from a queue that is not visible yet.
+func (a *Agent) receiveInbox(ctx context.Context, q string, wait, visibility time.Duration) ([]queue.Message, bool) {
+	wait = min(max(wait, 0), a.cfg.PollWait)
+	msgs, err := a.cfg.Queue.Receive(ctx, q, queue.ReceiveOptions{MaxMessages: 1, WaitTime: wait, VisibilityTimeout: visibility})
+	switch {
+	case err == nil:
+		return msgs, false
+	case ctx.Err() != nil:
+		return nil, false
+	case errors.Is(err, queue.ErrQueueNotFound):
+		a.log.Debug("the server's inbox does not exist", "queue", q)
+		sleep(ctx, min(wait, answerPause))
+		return nil, true
+	}
+	a.log.Warn("receive failed", "queue", q, "error", err)
+	// Back off for the poll time we meant to spend anyway.
+	sleep(ctx, max(wait, time.Second))
+	return nil, false
 }

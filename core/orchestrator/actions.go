@@ -192,6 +192,28 @@ func (o *Orchestrator) sendGrant(ctx context.Context, s *Server, commission stri
 	o.sendOrder(ctx, s.Queue, protocol.KindGrant, s.Machine, protocol.Grant{Commission: commission, Server: s.Name, MachineID: s.Machine})
 }
 
+// refuseClaim answers a claim for a server granted to another machine, at
+// once: a Grant on the server's inbox addressed to the claimant (the
+// envelope's recipient), for the copy of the commission it claimed, naming
+// the machine that holds the server. The claimant — an agent of any
+// version — reads it as the server granted to another machine and goes
+// back to polling for commissions, rather than waiting out its grant wait
+// (10 s) for a grant that will never come: the cost, before, of every
+// machine that claimed a stale or duplicated copy. The holder, should it
+// receive it, deletes it like any grant delivered again.
+//
+// A claim is refused only with a holder to name, and never the claimant: a
+// grant naming the claimant would grant it the server, and one naming no
+// machine would tell another spare waiting on the same inbox, wrongly,
+// that the server is taken. Those claims (and those for a server that is
+// gone, whose inbox is deleted) are left to the agent's grant wait.
+func (o *Orchestrator) refuseClaim(ctx context.Context, s *Server, claimant, commission string) {
+	if s.Machine == "" || s.Machine == claimant {
+		return
+	}
+	o.sendOrder(ctx, s.Queue, protocol.KindGrant, claimant, protocol.Grant{Commission: commission, Server: s.Name, MachineID: s.Machine})
+}
+
 // sendOrder seals and sends an order; it returns the order's id, or "" when
 // it could not be sent (reconcile or the agent's retry repairs that).
 func (o *Orchestrator) sendOrder(ctx context.Context, q string, kind protocol.Kind, recipient string, body any) string {

@@ -103,6 +103,8 @@ type simProvider struct {
 	gate chan struct{}
 	// plugins are roles by plugin name; any other name is role.
 	plugins map[string]sdk.Role
+	// grantWait is the agents' GrantWait; zero means 2 s.
+	grantWait time.Duration
 
 	mu       sync.Mutex
 	machines map[string]*simMachine
@@ -154,9 +156,13 @@ func (p *simProvider) Launch(ctx context.Context, req provider.LaunchRequest) (p
 		return provider.Machine{}, err
 	}
 	cut := new(atomic.Bool)
+	grantWait := p.grantWait
+	if grantWait == 0 {
+		grantWait = 2 * time.Second
+	}
 	a, err := agent.New(agent.Config{
 		Cluster: p.cluster, MachineID: req.MachineID, WorkDir: filepath.Join(p.dir, req.MachineID),
-		Queue: cutQueue{Queue: p.q, cut: cut}, Codec: codec, SpareHeartbeat: p.spareHB, PollWait: time.Second, GrantWait: 2 * time.Second,
+		Queue: cutQueue{Queue: p.q, cut: cut}, Codec: codec, SpareHeartbeat: p.spareHB, PollWait: time.Second, GrantWait: grantWait,
 		Plugins: agent.LauncherFunc(func(_ context.Context, name string) (sdk.Role, error) {
 			if r, ok := p.plugins[name]; ok {
 				return r, nil
@@ -299,6 +305,19 @@ func newPluginHarness(t *testing.T, plugins map[string]sdk.Role, spares int, rol
 
 func buildHarness(t *testing.T, gate chan struct{}, plugins map[string]sdk.Role, spares int, roles ...*config.Role) *harness {
 	t.Helper()
+	return buildHarnessOpts(t, harnessOpts{gate: gate, plugins: plugins}, spares, roles...)
+}
+
+// harnessOpts are the harness's less common settings.
+type harnessOpts struct {
+	gate      chan struct{}
+	plugins   map[string]sdk.Role
+	grantWait time.Duration // the agents' GrantWait; zero means 2 s
+}
+
+func buildHarnessOpts(t *testing.T, opts harnessOpts, spares int, roles ...*config.Role) *harness {
+	t.Helper()
+	gate, plugins := opts.gate, opts.plugins
 	dir := t.TempDir()
 	q, err := local.Open(filepath.Join(dir, "queue"), local.Options{ReuseDelay: -1, Recheck: 100 * time.Millisecond})
 	if err != nil {
@@ -312,7 +331,7 @@ func buildHarness(t *testing.T, gate chan struct{}, plugins map[string]sdk.Role,
 		Agent: config.AgentSettings{SpareHeartbeat: 200 * time.Millisecond}}
 	role := &fakeRole{metrics: map[string]float64{}, healthy: true, release: make(chan struct{})}
 	h := &harness{t: t, dir: dir, cfg: cfg, q: q, keys: keys, role: role,
-		prov: &simProvider{t: t, dir: filepath.Join(dir, "machines"), cluster: "t", q: q, keys: keys, role: role, spareHB: 200 * time.Millisecond, machines: map[string]*simMachine{}, gate: gate, plugins: plugins}}
+		prov: &simProvider{t: t, dir: filepath.Join(dir, "machines"), cluster: "t", q: q, keys: keys, role: role, spareHB: 200 * time.Millisecond, machines: map[string]*simMachine{}, gate: gate, plugins: plugins, grantWait: opts.grantWait}}
 	t.Cleanup(func() {
 		close(role.release)
 		h.stop()

@@ -17,6 +17,11 @@ import (
 // idle before another copy is sent.
 const commissionRetry = 5 * time.Second
 
+// spareSettle is how long a spare must have been idle before a commission
+// left unclaimed beside it is taken for stuck: a spare that has just said
+// hello or become a spare again is most likely claiming it at that moment.
+const spareSettle = 2 * time.Second
+
 // resendDelay is how long after a restart a commission still unclaimed is
 // sent again under the new epoch.
 const resendDelay = 2 * time.Second
@@ -118,9 +123,12 @@ func (o *Orchestrator) checkServers(ctx context.Context, now time.Time) {
 			}
 			// A commission can get stuck: taken by a spare that was being
 			// retired, or that died holding it invisible. While spares
-			// idle beside it, send another copy now and then; the first
-			// claim of either wins.
-			if s.State == ServerCommissioning && !ls.unsent && !ls.sentAt.IsZero() && now.Sub(ls.sentAt) > commissionRetry && o.idleSpares() > 0 {
+			// have idled beside it for a while, send another copy now and
+			// then; the first claim of either wins. Not merely because a
+			// spare is idle: one that has just said hello is claiming the
+			// first copy, and the second would wait on the global queue
+			// for the next spare, which claims a server already granted.
+			if s.State == ServerCommissioning && !ls.unsent && !ls.sentAt.IsZero() && now.Sub(ls.sentAt) > commissionRetry && o.settledSpares(now) > 0 {
 				o.log.Info("commission unclaimed while spares idle; sending it again", "server", s.Name, "since", now.Sub(ls.sentAt).Round(time.Millisecond))
 				o.sendCommission(ctx, s)
 			}
@@ -546,13 +554,22 @@ func (o *Orchestrator) backoff(role string, now time.Time) {
 	lr.holdUntil = now.Add(d)
 }
 
-// idleSpares counts the machines reported spare.
-func (o *Orchestrator) idleSpares() int {
+// settledSpares counts the spares that have been spares for spareSettle at
+// least and whose last report says they idle on the global queue: beside
+// one of those, a commission that stays unclaimed is stuck. A spare whose
+// last report is a claim is waiting for a grant, not polling; a spare that
+// just said hello (a new machine, a restart) or became a spare again may be
+// claiming the very commission.
+func (o *Orchestrator) settledSpares(now time.Time) int {
 	n := 0
-	for _, m := range o.st.Machines {
-		if m.State == MachineSpare {
-			n++
+	for id, m := range o.st.Machines {
+		if m.State != MachineSpare || now.Sub(m.SpareSince) < spareSettle {
+			continue
 		}
+		if lm := o.rt.machines[id]; lm == nil || lm.agentState != protocol.StateSpare {
+			continue
+		}
+		n++
 	}
 	return n
 }

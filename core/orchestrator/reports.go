@@ -185,6 +185,12 @@ func (o *Orchestrator) onHello(ctx context.Context, r report, b protocol.Hello) 
 	if lm := o.rt.machines[id]; lm != nil {
 		lm.hostname, lm.agentVersion = b.Hostname, b.AgentVersion
 	}
+	if m != nil && m.State == MachineSpare && b.State == protocol.StateSpare {
+		// A spare that restarted is about to poll the global queue and
+		// claim what waits there: it is not settled (see settledSpares).
+		m.SpareSince = time.Now().UTC()
+		o.changed()
+	}
 	o.machineSays(ctx, r, id, m, b.State, b.Server)
 }
 
@@ -344,6 +350,9 @@ func (o *Orchestrator) onClaim(ctx context.Context, r report, b protocol.Claim) 
 		}
 		o.met.claimIgnored("already_granted")
 		o.log.Info("ignoring a second claim: the server is granted to another machine", "server", s.Name, "granted", s.Machine, "machine", id)
+		// A stale copy of the commission, or one delivered twice: the
+		// spare would otherwise wait out its grant wait for nothing.
+		o.refuseClaim(ctx, s, id, b.Commission)
 		return
 	case m != nil && (m.State == MachineTerminating || m.State == MachineServer):
 		o.met.claimIgnored("machine_busy")

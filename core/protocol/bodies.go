@@ -148,6 +148,13 @@ type Claim struct {
 // Grant (server inbox): the orchestrator chose this machine for the server.
 // A spare that claimed the same commission and sees a grant for another
 // machine releases the message and goes back to being a spare.
+//
+// A Grant also refuses a claim for a server another machine holds:
+// addressed to the claimant (the envelope's recipient), for the copy it
+// claimed (Commission), naming the holder (MachineID). To any agent it is
+// a grant for another machine, so the claimant stops waiting at once; the
+// claimant deletes it, a machine waiting for a grant puts it back for the
+// claimant, and the holder, serving, deletes it as a grant delivered again.
 type Grant struct {
 	Commission string `json:"commission"`
 	Server     string `json:"server"`
