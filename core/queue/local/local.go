@@ -30,7 +30,8 @@ import (
 	"github.com/rosterhq/roster/core/queue"
 
 	// The database/sql driver "sqlite".
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // DBFile is the database's file name inside the queue directory.
@@ -151,7 +152,7 @@ func Open(dir string, opts Options) (*Queue, error) {
 		done:    make(chan struct{}),
 	}
 	q.waiters.init()
-	if err := q.init(); err != nil {
+	if err := q.initRetrying(opts.BusyTimeout); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -163,6 +164,34 @@ func Open(dir string, opts Options) (*Queue, error) {
 	}
 	q.bells = b
 	return q, nil
+}
+
+// initRetrying runs init until it succeeds or busy has passed. SQLite does
+// not call the busy handler everywhere: a connection switching a new
+// database to WAL while another process does the same gets SQLITE_BUSY at
+// once, so several processes opening one fresh queue directory together
+// (the orchestrator and its first agents) must retry.
+func (q *Queue) initRetrying(busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	wait := 5 * time.Millisecond
+	for {
+		err := q.init()
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// isBusy says whether err is SQLITE_BUSY or SQLITE_LOCKED.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code() & 0xff // the primary result code
+		return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
+	}
+	return false
 }
 
 func (q *Queue) init() error {
