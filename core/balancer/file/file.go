@@ -34,6 +34,7 @@ import (
 
 	"github.com/rosterhq/roster/core/balancer"
 	"github.com/rosterhq/roster/core/config"
+	"github.com/rosterhq/roster/sdk/fsutil"
 )
 
 // Type is the balancer type this package implements.
@@ -265,7 +266,7 @@ func (b *Balancer) change(ctx context.Context, msg, role, server string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(b.state, append(data, '\n'), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(b.state, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("balancer %q: %w", b.name, err)
 	}
 	if err := b.apply(ctx); err != nil {
@@ -306,7 +307,7 @@ func (b *Balancer) apply(ctx context.Context) error {
 		return nil
 	}
 	b.pending = true
-	if err := writeFileAtomic(b.cfg.Path, buf.Bytes(), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(b.cfg.Path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("balancer %q: writing %s: %w", b.name, b.cfg.Path, err)
 	}
 	if err := b.reload(ctx); err != nil {
@@ -375,38 +376,4 @@ func (t *tailBuffer) String() string {
 		return "no output"
 	}
 	return s
-}
-
-// writeFileAtomic replaces path with data: a reader sees the old file or
-// the new one, never a part, and a crash leaves one of the two.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/rosterhq/roster/core/balancer"
 	"github.com/rosterhq/roster/core/config"
+	"github.com/rosterhq/roster/sdk/fsutil"
 )
 
 // Type is the balancer type this package implements.
@@ -159,7 +160,7 @@ func (b *Balancer) openManaged(ctx context.Context, dataDir string) error {
 			}
 		}
 		sort.Slice(carried, func(i, j int) bool { return carried[i].Name < carried[j].Name })
-		if err := writeFileAtomic(m.path(configFile), []byte(b.render(carried)), 0o600); err != nil {
+		if err := fsutil.WriteFileAtomic(m.path(configFile), []byte(b.render(carried)), 0o600); err != nil {
 			return err
 		}
 		if err := m.start(ctx, pid); err != nil {
@@ -177,7 +178,7 @@ func (b *Balancer) openManaged(ctx context.Context, dataDir string) error {
 func (b *Balancer) startFresh(ctx context.Context) error {
 	m := b.proc
 	base := b.render(nil)
-	if err := writeFileAtomic(m.path(configFile), []byte(base), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(m.path(configFile), []byte(base), 0o600); err != nil {
 		return err
 	}
 	if err := m.start(ctx, 0); err != nil {

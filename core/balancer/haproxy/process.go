@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/rosterhq/roster/sdk/fsutil"
 )
 
 // Files of a managed haproxy, in <data_dir>/balancers/<name>/.
@@ -115,7 +117,7 @@ func (m managed) saveState(st state) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(m.path(stateFile), append(data, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(m.path(stateFile), append(data, '\n'), 0o600)
 }
 
 // findBinary returns the haproxy executable to run.
@@ -281,40 +283,6 @@ func tail(path string, off int64) string {
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// writeFileAtomic replaces path with data: a reader sees the old file or
-// the new one, never a part, and a crash leaves one of the two.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // ms renders a duration the way haproxy reads it.

@@ -43,6 +43,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/rosterhq/roster/core/provider"
+	"github.com/rosterhq/roster/sdk/fsutil"
 )
 
 // Machine states, as List reports them.
@@ -540,30 +541,10 @@ func (p *Provider) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(p.path, append(b, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(p.path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("local provider: machine file: %w", err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // mkdirTraversable creates each directory (missing parents too, 0711) and
