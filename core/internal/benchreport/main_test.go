@@ -27,16 +27,14 @@ BenchmarkHealthCheck-2	1	5 ns/op	120 p50-µs
 	if len(fails) != 1 {
 		t.Fatalf("failures = %v", fails)
 	}
-	var b strings.Builder
-	render(&b, rs, fails)
-	out := b.String()
+	// A target by package and name, and one by name alone.
 	targets["core/queue/local.WakeUp"] = "p50 ≤ 5 ms"
 	targets["RoundTrip"] = "≥ 2,000/s"
 	defer delete(targets, "core/queue/local.WakeUp")
 	defer delete(targets, "RoundTrip")
-	b.Reset()
+	var b strings.Builder
 	render(&b, rs, fails)
-	out = b.String()
+	out := b.String()
 	for _, want := range []string{"| WakeUp | 1.20 | 4.80 |  | p50 ≤ 5 ms |", "| RoundTrip |  |  | 2500 | ≥ 2,000/s |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
