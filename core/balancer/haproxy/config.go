@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/rosterhq/roster/core/config"
 )
 
 // Defaults of the block's optional settings.
@@ -128,95 +129,95 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 		},
 	}
 	if body == nil {
-		d.errorf(hcl.Range{}, "Missing balancer block", "The haproxy balancer needs its block.")
-		return cfg, d.diags
+		d.Errorf(hcl.Range{}, "Missing balancer block", "The haproxy balancer needs its block.")
+		return cfg, d.Diags
 	}
 	cfg.Range = body.MissingItemRange()
 	c, diags := body.Content(configSchema)
-	d.add(diags...)
+	d.Add(diags...)
 	if c == nil {
-		return cfg, d.diags
+		return cfg, d.Diags
 	}
 	attrs := c.Attributes
 
-	fe := d.str(attrs, "frontend", &cfg.Frontend)
+	fe := d.String(attrs, "frontend", &cfg.Frontend)
 	if fe != nil {
 		if err := checkAddr(cfg.Frontend); err != nil {
-			d.errorf(fe.Expr.Range(), "Invalid frontend", "frontend is the address haproxy listens on, such as \"127.0.0.1:8080\" or \":8080\": %v.", err)
+			d.Errorf(fe.Expr.Range(), "Invalid frontend", "frontend is the address haproxy listens on, such as \"127.0.0.1:8080\" or \":8080\": %v.", err)
 		}
 	}
-	sock := d.str(attrs, "socket", &cfg.Socket)
+	sock := d.String(attrs, "socket", &cfg.Socket)
 	if sock != nil && cfg.Socket == "" {
-		d.errorf(sock.Expr.Range(), "Invalid socket", "socket is the path of a running haproxy's admin socket; it cannot be empty.")
+		d.Errorf(sock.Expr.Range(), "Invalid socket", "socket is the path of a running haproxy's admin socket; it cannot be empty.")
 	}
 	switch {
 	case fe != nil && sock != nil:
-		d.errorf(sock.Range, "Both frontend and socket",
+		d.Errorf(sock.Range, "Both frontend and socket",
 			"A haproxy balancer either runs its own haproxy (frontend = \"…\") or attaches to a running one (socket = \"…\"), not both.")
 	case attrs["frontend"] == nil && attrs["socket"] == nil:
-		d.errorf(cfg.Range, "Missing frontend or socket",
+		d.Errorf(cfg.Range, "Missing frontend or socket",
 			"The haproxy balancer runs its own haproxy listening on frontend = \"127.0.0.1:8080\", or attaches to a running one with socket = \"/run/haproxy/admin.sock\" and backends = { web = \"be_web\" }; set one.")
 	}
 
-	if a := attrs["backends"]; a != nil && d.decode(a, &cfg.Backends) {
+	if a := attrs["backends"]; a != nil && d.Decode(a, &cfg.Backends) {
 		if attrs["socket"] == nil {
-			d.errorf(a.Range, "Backends without socket",
+			d.Errorf(a.Range, "Backends without socket",
 				"backends names the backends of a running haproxy (attach mode, with socket); the haproxy that Roster runs has one backend, for the role that registers with it.")
 		}
 		for _, role := range sortedKeys(cfg.Backends) {
 			if be := cfg.Backends[role]; !nameRe.MatchString(be) {
-				d.errorf(a.Expr.Range(), "Invalid backend name", "The backend for role %q, %q, is not a haproxy backend name (letters, digits and _ . : -).", role, be)
+				d.Errorf(a.Expr.Range(), "Invalid backend name", "The backend for role %q, %q, is not a haproxy backend name (letters, digits and _ . : -).", role, be)
 			}
 		}
 	}
 	if attrs["socket"] != nil && attrs["backends"] == nil {
-		d.errorf(attrs["socket"].Range, "Missing backends",
+		d.Errorf(attrs["socket"].Range, "Missing backends",
 			"Attached to a running haproxy, Roster manages only the backends you name: backends = { web = \"be_web\" } maps each role to its backend.")
 	}
-	if a := d.str(attrs, "role", &cfg.Role); a != nil {
+	if a := d.String(attrs, "role", &cfg.Role); a != nil {
 		if attrs["socket"] != nil {
-			d.errorf(a.Range, "Role in attach mode", "In attach mode backends says which role goes where; role is for the haproxy that Roster runs.")
+			d.Errorf(a.Range, "Role in attach mode", "In attach mode backends says which role goes where; role is for the haproxy that Roster runs.")
 		}
 		if cfg.Role == "" {
-			d.errorf(a.Expr.Range(), "Invalid role", "role names the role whose servers this balancer routes to; it cannot be empty.")
+			d.Errorf(a.Expr.Range(), "Invalid role", "role names the role whose servers this balancer routes to; it cannot be empty.")
 		}
 	}
-	if a := d.str(attrs, "mode", &cfg.Mode); a != nil && !slices.Contains(Modes, cfg.Mode) {
-		d.errorf(a.Expr.Range(), "Invalid mode", "mode is one of %s; %q is not.", quoteList(Modes), cfg.Mode)
+	if a := d.String(attrs, "mode", &cfg.Mode); a != nil && !slices.Contains(Modes, cfg.Mode) {
+		d.Errorf(a.Expr.Range(), "Invalid mode", "mode is one of %s; %q is not.", quoteList(Modes), cfg.Mode)
 	}
-	if a := d.str(attrs, "balance", &cfg.Balance); a != nil && !slices.Contains(Balances, cfg.Balance) {
-		d.errorf(a.Expr.Range(), "Invalid balance",
+	if a := d.String(attrs, "balance", &cfg.Balance); a != nil && !slices.Contains(Balances, cfg.Balance) {
+		d.Errorf(a.Expr.Range(), "Invalid balance",
 			"balance is one of %s (haproxy adds servers at run time only with a dynamic algorithm); %q is not.", quoteList(Balances), cfg.Balance)
 	}
-	if a := d.str(attrs, "check_path", &cfg.CheckPath); a != nil {
+	if a := d.String(attrs, "check_path", &cfg.CheckPath); a != nil {
 		switch {
 		case cfg.Mode != "http":
-			d.errorf(a.Range, "HTTP check in tcp mode", "check_path makes an HTTP health check, which needs mode = \"http\".")
+			d.Errorf(a.Range, "HTTP check in tcp mode", "check_path makes an HTTP health check, which needs mode = \"http\".")
 		case !strings.HasPrefix(cfg.CheckPath, "/") || strings.ContainsAny(cfg.CheckPath, " \t\r\n\"'\\#"):
-			d.errorf(a.Expr.Range(), "Invalid check path", "check_path is a URL path such as \"/health\", without spaces or quotes; %q is not one.", cfg.CheckPath)
+			d.Errorf(a.Expr.Range(), "Invalid check path", "check_path is a URL path such as \"/health\", without spaces or quotes; %q is not one.", cfg.CheckPath)
 		}
 	}
 	d.duration(attrs, "check_interval", &cfg.CheckInterval)
 	d.positive(attrs, "maxconn", &cfg.MaxConn, 1)
 	d.positive(attrs, "server_maxconn", &cfg.ServerMaxConn, 0)
-	if a := d.str(attrs, "haproxy", &cfg.Binary); a != nil {
+	if a := d.String(attrs, "haproxy", &cfg.Binary); a != nil {
 		if attrs["socket"] != nil {
-			d.errorf(a.Range, "Executable in attach mode", "haproxy names the executable Roster runs; attached to a running haproxy it runs none.")
+			d.Errorf(a.Range, "Executable in attach mode", "haproxy names the executable Roster runs; attached to a running haproxy it runs none.")
 		}
 		if cfg.Binary == "" {
-			d.errorf(a.Expr.Range(), "Invalid executable", "haproxy is the path of the haproxy executable; it cannot be empty.")
+			d.Errorf(a.Expr.Range(), "Invalid executable", "haproxy is the path of the haproxy executable; it cannot be empty.")
 		}
 	}
 
 	var seen *hcl.Block
 	for _, b := range c.Blocks {
 		if seen != nil {
-			d.errorf(b.DefRange, "Duplicate timeouts block", "The haproxy balancer takes one timeouts block; the first is at %s.", seen.DefRange)
+			d.Errorf(b.DefRange, "Duplicate timeouts block", "The haproxy balancer takes one timeouts block; the first is at %s.", seen.DefRange)
 			continue
 		}
 		seen = b
 		tc, diags := b.Body.Content(timeoutsSchema)
-		d.add(diags...)
+		d.Add(diags...)
 		if tc == nil {
 			continue
 		}
@@ -225,7 +226,7 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 		d.duration(tc.Attributes, "server", &cfg.Timeouts.Server)
 		d.duration(tc.Attributes, "check", &cfg.Timeouts.Check)
 	}
-	return cfg, d.diags
+	return cfg, d.Diags
 }
 
 // checkAddr checks a listening address: an optional IP and a port.
@@ -245,47 +246,19 @@ func checkAddr(addr string) error {
 
 // decoder collects diagnostics so that every mistake is reported at once.
 type decoder struct {
-	diags hcl.Diagnostics
-}
-
-func (d *decoder) add(ds ...*hcl.Diagnostic) { d.diags = append(d.diags, ds...) }
-
-func (d *decoder) errorf(subject hcl.Range, summary, format string, args ...any) {
-	d.add(&hcl.Diagnostic{
-		Severity: hcl.DiagError,
-		Summary:  summary,
-		Detail:   fmt.Sprintf(format, args...),
-		Subject:  subject.Ptr(),
-	})
-}
-
-// decode decodes a's value into dst and reports whether it could.
-func (d *decoder) decode(a *hcl.Attribute, dst any) bool {
-	diags := gohcl.DecodeExpression(a.Expr, nil, dst)
-	d.add(diags...)
-	return !diags.HasErrors()
-}
-
-// str decodes a string attribute; it returns the attribute when present
-// and decoded, so that the caller can check the value and point at it.
-func (d *decoder) str(attrs hcl.Attributes, name string, dst *string) *hcl.Attribute {
-	a := attrs[name]
-	if a == nil || !d.decode(a, dst) {
-		return nil
-	}
-	return a
+	config.BlockDecoder
 }
 
 // duration decodes a positive duration written as a string ("5s").
 func (d *decoder) duration(attrs hcl.Attributes, name string, dst *time.Duration) {
 	var s string
-	a := d.str(attrs, name, &s)
+	a := d.String(attrs, name, &s)
 	if a == nil {
 		return
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || v <= 0 {
-		d.errorf(a.Expr.Range(), "Invalid duration", "%s is a positive duration such as \"5s\" or \"1m30s\"; %q is not one.", name, s)
+		d.Errorf(a.Expr.Range(), "Invalid duration", "%s is a positive duration such as \"5s\" or \"1m30s\"; %q is not one.", name, s)
 		return
 	}
 	*dst = v
@@ -298,11 +271,11 @@ func (d *decoder) positive(attrs hcl.Attributes, name string, dst *int, min int)
 		return
 	}
 	var v int
-	if !d.decode(a, &v) {
+	if !d.Decode(a, &v) {
 		return
 	}
 	if v < min {
-		d.errorf(a.Expr.Range(), "Invalid "+name, "%s is a whole number of at least %d; %d is not.", name, min, v)
+		d.Errorf(a.Expr.Range(), "Invalid "+name, "%s is a whole number of at least %d; %d is not.", name, min, v)
 		return
 	}
 	*dst = v

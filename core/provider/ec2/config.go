@@ -1,7 +1,6 @@
 package ec2
 
 import (
-	"fmt"
 	"path"
 	"regexp"
 	"slices"
@@ -10,7 +9,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/rosterhq/roster/core/config"
 )
 
 // Config is a decoded `provider "ec2" { … }` block.
@@ -152,86 +152,86 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 	d := &decoder{}
 	cfg := Config{RequireIMDSv2: true, Bootstrap: Bootstrap{LogLevel: DefaultLogLevel}}
 	if body == nil {
-		d.errorf(hcl.Range{}, "Missing provider block", "The ec2 provider needs its block.")
-		return cfg, d.diags
+		d.Errorf(hcl.Range{}, "Missing provider block", "The ec2 provider needs its block.")
+		return cfg, d.Diags
 	}
 	cfg.Range = body.MissingItemRange()
 	c, diags := body.Content(configSchema)
-	d.add(diags...)
+	d.Add(diags...)
 	if c == nil {
-		return cfg, d.diags
+		return cfg, d.Diags
 	}
 	attrs := c.Attributes
 
-	if a := d.str(attrs, "region", &cfg.Region); a != nil && !regionRe.MatchString(cfg.Region) {
-		d.errorf(a.Expr.Range(), "Invalid region", "The region must be an AWS region such as \"us-east-1\"; %q is not one.", cfg.Region)
+	if a := d.String(attrs, "region", &cfg.Region); a != nil && !regionRe.MatchString(cfg.Region) {
+		d.Errorf(a.Expr.Range(), "Invalid region", "The region must be an AWS region such as \"us-east-1\"; %q is not one.", cfg.Region)
 	}
 
 	var lt string
-	ltAttr := d.str(attrs, "launch_template", &lt)
+	ltAttr := d.String(attrs, "launch_template", &lt)
 	if ltAttr != nil {
 		switch {
 		case strings.HasPrefix(lt, "lt-"):
 			if !ltIDRe.MatchString(lt) {
-				d.errorf(ltAttr.Expr.Range(), "Invalid launch template", "A launch template id looks like \"lt-0123456789abcdef0\"; %q is not one.", lt)
+				d.Errorf(ltAttr.Expr.Range(), "Invalid launch template", "A launch template id looks like \"lt-0123456789abcdef0\"; %q is not one.", lt)
 			}
 			cfg.LaunchTemplateID = lt
 		case ltNameRe.MatchString(lt):
 			cfg.LaunchTemplateName = lt
 		default:
-			d.errorf(ltAttr.Expr.Range(), "Invalid launch template",
+			d.Errorf(ltAttr.Expr.Range(), "Invalid launch template",
 				"launch_template is a template id (lt-…) or a name of 3 to 128 letters, digits and ( ) . - / _; %q is neither.", lt)
 		}
 	}
-	if a := d.str(attrs, "launch_template_version", &cfg.LaunchTemplateVersion); a != nil {
+	if a := d.String(attrs, "launch_template_version", &cfg.LaunchTemplateVersion); a != nil {
 		if ltAttr == nil {
-			d.errorf(a.Range, "Launch template version without a template", "launch_template_version needs launch_template.")
+			d.Errorf(a.Range, "Launch template version without a template", "launch_template_version needs launch_template.")
 		} else if !ltVersionRe.MatchString(cfg.LaunchTemplateVersion) {
-			d.errorf(a.Expr.Range(), "Invalid launch template version",
+			d.Errorf(a.Expr.Range(), "Invalid launch template version",
 				"The version is a number, \"$Latest\" or \"$Default\"; %q is none of these.", cfg.LaunchTemplateVersion)
 		}
 	}
-	amiAttr := d.str(attrs, "ami", &cfg.AMI)
+	amiAttr := d.String(attrs, "ami", &cfg.AMI)
 	if amiAttr != nil && !amiRe.MatchString(cfg.AMI) {
-		d.errorf(amiAttr.Expr.Range(), "Invalid AMI", "An AMI id looks like \"ami-0123456789abcdef0\"; %q is not one.", cfg.AMI)
+		d.Errorf(amiAttr.Expr.Range(), "Invalid AMI", "An AMI id looks like \"ami-0123456789abcdef0\"; %q is not one.", cfg.AMI)
 	}
-	itAttr := d.str(attrs, "instance_type", &cfg.InstanceType)
+	itAttr := d.String(attrs, "instance_type", &cfg.InstanceType)
 	if itAttr != nil && !itypeRe.MatchString(cfg.InstanceType) {
-		d.errorf(itAttr.Expr.Range(), "Invalid instance type", "An instance type looks like \"t3.small\"; %q is not one.", cfg.InstanceType)
+		d.Errorf(itAttr.Expr.Range(), "Invalid instance type", "An instance type looks like \"t3.small\"; %q is not one.", cfg.InstanceType)
 	}
 	_, ltOK := attrs["launch_template"]
 	_, amiOK := attrs["ami"]
 	switch {
 	case !ltOK && !amiOK:
-		d.errorf(cfg.Range, "Missing launch template or AMI",
+		d.Errorf(cfg.Range, "Missing launch template or AMI",
 			"The ec2 provider launches from a launch template (launch_template = \"lt-…\" or a name) or from an AMI (ami and instance_type); set one.")
 	case !ltOK && attrs["instance_type"] == nil:
-		d.errorf(attrs["ami"].Range, "Missing instance type", "Without a launch template, ami needs instance_type as well.")
+		d.Errorf(attrs["ami"].Range, "Missing instance type", "Without a launch template, ami needs instance_type as well.")
 	}
 
 	d.ids(attrs, "subnets", &cfg.Subnets, subnetRe, "subnet-0123456789abcdef0")
 	d.ids(attrs, "security_groups", &cfg.SecurityGroups, sgRe, "sg-0123456789abcdef0")
-	if a := d.str(attrs, "instance_profile", &cfg.InstanceProfile); a != nil && !profileRe.MatchString(cfg.InstanceProfile) {
-		d.errorf(a.Expr.Range(), "Invalid instance profile", "instance_profile is an instance profile's name or ARN; %q is neither.", cfg.InstanceProfile)
+	if a := d.String(attrs, "instance_profile", &cfg.InstanceProfile); a != nil && !profileRe.MatchString(cfg.InstanceProfile) {
+		d.Errorf(a.Expr.Range(), "Invalid instance profile", "instance_profile is an instance profile's name or ARN; %q is neither.", cfg.InstanceProfile)
 	}
-	if a := d.str(attrs, "key_name", &cfg.KeyName); a != nil && !keyNameRe.MatchString(cfg.KeyName) {
-		d.errorf(a.Expr.Range(), "Invalid key name", "key_name is the name of an EC2 key pair, 1 to 255 printable ASCII characters.")
+	if a := d.String(attrs, "key_name", &cfg.KeyName); a != nil && !keyNameRe.MatchString(cfg.KeyName) {
+		d.Errorf(a.Expr.Range(), "Invalid key name", "key_name is the name of an EC2 key pair, 1 to 255 printable ASCII characters.")
 	}
-	if a := attrs["tags"]; a != nil && d.decode(a, &cfg.Tags) {
+	if a := attrs["tags"]; a != nil && d.Decode(a, &cfg.Tags) {
 		for _, k := range sortedKeys(cfg.Tags) {
 			lk := strings.ToLower(k)
 			switch {
 			case strings.HasPrefix(lk, "aws:"), strings.HasPrefix(lk, "roster:"):
-				d.errorf(a.Expr.Range(), "Reserved tag", "The tag %q uses a reserved prefix (aws: belongs to AWS, roster: to Roster).", k)
+				d.Errorf(a.Expr.Range(), "Reserved tag", "The tag %q uses a reserved prefix (aws: belongs to AWS, roster: to Roster).", k)
 			case len(k) == 0 || len(k) > 128:
-				d.errorf(a.Expr.Range(), "Invalid tag", "A tag key has 1 to 128 characters; %q does not.", k)
+				d.Errorf(a.Expr.Range(), "Invalid tag", "A tag key has 1 to 128 characters; %q does not.", k)
 			case len(cfg.Tags[k]) > 256:
-				d.errorf(a.Expr.Range(), "Invalid tag", "The value of tag %q is longer than 256 characters.", k)
+				d.Errorf(a.Expr.Range(), "Invalid tag", "The value of tag %q is longer than 256 characters.", k)
 			}
 		}
 	}
 	if a := attrs["require_imdsv2"]; a != nil {
-		d.decode(a, &cfg.RequireIMDSv2)
+		d.Decode(a, &cfg.RequireIMDSv2)
 	}
 
 	var spot, boot *hcl.Block
@@ -241,7 +241,7 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 			first = &spot
 		}
 		if *first != nil {
-			d.errorf(b.DefRange, "Duplicate "+b.Type+" block", "The ec2 provider takes one %s block; the first is at %s.", b.Type, (*first).DefRange)
+			d.Errorf(b.DefRange, "Duplicate "+b.Type+" block", "The ec2 provider takes one %s block; the first is at %s.", b.Type, (*first).DefRange)
 			continue
 		}
 		*first = b
@@ -250,24 +250,24 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 		cfg.Spot = d.spot(spot)
 	}
 	if boot == nil {
-		d.errorf(cfg.Range, "Missing bootstrap block",
+		d.Errorf(cfg.Range, "Missing bootstrap block",
 			"The ec2 provider needs a bootstrap block saying where a new machine gets roster and its fleet key: bootstrap { roster_url = \"s3://…\"  roster_sha256 = \"…\"  fleet_key_parameter = \"/roster/<cluster>/fleet-key\" }.")
 	} else {
 		d.bootstrap(boot, &cfg.Bootstrap)
 	}
-	return cfg, d.diags
+	return cfg, d.Diags
 }
 
 func (d *decoder) spot(b *hcl.Block) *Spot {
 	s := &Spot{}
 	c, diags := b.Body.Content(spotSchema)
-	d.add(diags...)
+	d.Add(diags...)
 	if c == nil {
 		return s
 	}
-	if a := d.str(c.Attributes, "max_price", &s.MaxPrice); a != nil {
+	if a := d.String(c.Attributes, "max_price", &s.MaxPrice); a != nil {
 		if f, err := strconv.ParseFloat(s.MaxPrice, 64); !priceRe.MatchString(s.MaxPrice) || err != nil || f <= 0 {
-			d.errorf(a.Expr.Range(), "Invalid Spot price", "max_price is a positive hourly price in USD written as a string, such as \"0.0125\"; %q is not one.", s.MaxPrice)
+			d.Errorf(a.Expr.Range(), "Invalid Spot price", "max_price is a positive hourly price in USD written as a string, such as \"0.0125\"; %q is not one.", s.MaxPrice)
 		}
 	}
 	return s
@@ -275,92 +275,64 @@ func (d *decoder) spot(b *hcl.Block) *Spot {
 
 func (d *decoder) bootstrap(b *hcl.Block, bs *Bootstrap) {
 	c, diags := b.Body.Content(bootstrapSchema)
-	d.add(diags...)
+	d.Add(diags...)
 	if c == nil {
 		return
 	}
 	attrs := c.Attributes
-	if a := d.str(attrs, "roster_url", &bs.RosterURL); a != nil {
+	if a := d.String(attrs, "roster_url", &bs.RosterURL); a != nil {
 		switch {
 		case strings.HasPrefix(bs.RosterURL, "http://"):
-			d.errorf(a.Expr.Range(), "Insecure roster URL", "roster_url must use https:// or s3://, not http://: the binary runs as the agent on every machine.")
+			d.Errorf(a.Expr.Range(), "Insecure roster URL", "roster_url must use https:// or s3://, not http://: the binary runs as the agent on every machine.")
 		case !strings.HasPrefix(bs.RosterURL, "https://") && !strings.HasPrefix(bs.RosterURL, "s3://"):
-			d.errorf(a.Expr.Range(), "Invalid roster URL", "roster_url must be an s3://bucket/key or https:// URL; %q is neither.", bs.RosterURL)
+			d.Errorf(a.Expr.Range(), "Invalid roster URL", "roster_url must be an s3://bucket/key or https:// URL; %q is neither.", bs.RosterURL)
 		case !safeRe.MatchString(bs.RosterURL) || len(bs.RosterURL) > 1024:
-			d.errorf(a.Expr.Range(), "Invalid roster URL", "roster_url may hold letters, digits and . _ : / = + @ , %% - only (percent-encode anything else), up to 1024 characters.")
+			d.Errorf(a.Expr.Range(), "Invalid roster URL", "roster_url may hold letters, digits and . _ : / = + @ , %% - only (percent-encode anything else), up to 1024 characters.")
 		case strings.HasPrefix(bs.RosterURL, "s3://") && !strings.Contains(strings.TrimPrefix(bs.RosterURL, "s3://"), "/"):
-			d.errorf(a.Expr.Range(), "Invalid roster URL", "An s3:// roster_url names a bucket and a key: s3://bucket/path/roster.")
+			d.Errorf(a.Expr.Range(), "Invalid roster URL", "An s3:// roster_url names a bucket and a key: s3://bucket/path/roster.")
 		}
 	}
-	if a := d.str(attrs, "roster_sha256", &bs.RosterSHA256); a != nil {
+	if a := d.String(attrs, "roster_sha256", &bs.RosterSHA256); a != nil {
 		bs.RosterSHA256 = strings.ToLower(strings.TrimPrefix(bs.RosterSHA256, "sha256:"))
 		if !sha256Re.MatchString(bs.RosterSHA256) {
-			d.errorf(a.Expr.Range(), "Invalid checksum", "roster_sha256 is the binary's SHA-256 digest: 64 hexadecimal digits (sha256sum prints it), optionally after \"sha256:\".")
+			d.Errorf(a.Expr.Range(), "Invalid checksum", "roster_sha256 is the binary's SHA-256 digest: 64 hexadecimal digits (sha256sum prints it), optionally after \"sha256:\".")
 		}
 	}
-	if a := d.str(attrs, "fleet_key_parameter", &bs.FleetKeyParameter); a != nil {
+	if a := d.String(attrs, "fleet_key_parameter", &bs.FleetKeyParameter); a != nil {
 		if !ssmNameRe.MatchString(bs.FleetKeyParameter) || len(bs.FleetKeyParameter) > 1011 {
-			d.errorf(a.Expr.Range(), "Invalid parameter name",
+			d.Errorf(a.Expr.Range(), "Invalid parameter name",
 				"fleet_key_parameter is an SSM Parameter Store name such as \"/roster/demo/fleet-key\" (letters, digits, . - _ and /); %q is not one.", bs.FleetKeyParameter)
 		}
 	}
-	if a := d.str(attrs, "plugin_dir", &bs.PluginDir); a != nil {
+	if a := d.String(attrs, "plugin_dir", &bs.PluginDir); a != nil {
 		if !path.IsAbs(bs.PluginDir) || !safeRe.MatchString(bs.PluginDir) {
-			d.errorf(a.Expr.Range(), "Invalid plugin directory", "plugin_dir is an absolute path on the machine, such as \"/opt/roster/plugins\", without spaces or quotes.")
+			d.Errorf(a.Expr.Range(), "Invalid plugin directory", "plugin_dir is an absolute path on the machine, such as \"/opt/roster/plugins\", without spaces or quotes.")
 		}
 	}
-	if a := d.str(attrs, "log_level", &bs.LogLevel); a != nil && !slices.Contains(logLevels, bs.LogLevel) {
-		d.errorf(a.Expr.Range(), "Invalid log level", "log_level is one of %s; %q is not.", strings.Join(logLevels, ", "), bs.LogLevel)
+	if a := d.String(attrs, "log_level", &bs.LogLevel); a != nil && !slices.Contains(logLevels, bs.LogLevel) {
+		d.Errorf(a.Expr.Range(), "Invalid log level", "log_level is one of %s; %q is not.", strings.Join(logLevels, ", "), bs.LogLevel)
 	}
 }
 
 // decoder collects diagnostics so that every mistake is reported at once.
 type decoder struct {
-	diags hcl.Diagnostics
-}
-
-func (d *decoder) add(ds ...*hcl.Diagnostic) { d.diags = append(d.diags, ds...) }
-
-func (d *decoder) errorf(subject hcl.Range, summary, format string, args ...any) {
-	d.add(&hcl.Diagnostic{
-		Severity: hcl.DiagError,
-		Summary:  summary,
-		Detail:   fmt.Sprintf(format, args...),
-		Subject:  subject.Ptr(),
-	})
-}
-
-// decode decodes a's value into dst and reports whether it could.
-func (d *decoder) decode(a *hcl.Attribute, dst any) bool {
-	diags := gohcl.DecodeExpression(a.Expr, nil, dst)
-	d.add(diags...)
-	return !diags.HasErrors()
-}
-
-// str decodes a string attribute; it returns the attribute when present
-// and decoded, so that the caller can check the value and point at it.
-func (d *decoder) str(attrs hcl.Attributes, name string, dst *string) *hcl.Attribute {
-	a := attrs[name]
-	if a == nil || !d.decode(a, dst) {
-		return nil
-	}
-	return a
+	config.BlockDecoder
 }
 
 // ids decodes a list of AWS resource ids, each checked against re; a
 // duplicate is an error too, since it would skew the spread over subnets.
 func (d *decoder) ids(attrs hcl.Attributes, name string, dst *[]string, re *regexp.Regexp, example string) {
 	a := attrs[name]
-	if a == nil || !d.decode(a, dst) {
+	if a == nil || !d.Decode(a, dst) {
 		return
 	}
 	seen := map[string]bool{}
 	for _, id := range *dst {
 		switch {
 		case !re.MatchString(id):
-			d.errorf(a.Expr.Range(), "Invalid id in "+name, "Each of %s looks like %q; %q does not.", name, example, id)
+			d.Errorf(a.Expr.Range(), "Invalid id in "+name, "Each of %s looks like %q; %q does not.", name, example, id)
 		case seen[id]:
-			d.errorf(a.Expr.Range(), "Duplicate id in "+name, "%q appears twice in %s.", id, name)
+			d.Errorf(a.Expr.Range(), "Duplicate id in "+name, "%q appears twice in %s.", id, name)
 		}
 		seen[id] = true
 	}
