@@ -2,14 +2,14 @@ package dns
 
 import (
 	"encoding/base64"
-	"fmt"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 	mdns "github.com/miekg/dns"
+
+	"github.com/rosterhq/roster/core/config"
 )
 
 // DefaultTTL is the records' TTL when the block sets none.
@@ -98,32 +98,19 @@ var configSchema = &hcl.BodySchema{
 // quotes tsig_secret.
 func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 	cfg := Config{Type: TypeAddress, TTL: DefaultTTL, Algorithm: algorithms[DefaultAlgorithm], Timeout: DefaultTimeout}
-	var diags hcl.Diagnostics
-	errorf := func(subject hcl.Range, summary, format string, args ...any) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: subject.Ptr()})
-	}
+	var d config.BlockDecoder
+	errorf := d.Errorf
 	if body == nil {
 		errorf(hcl.Range{}, "Missing balancer block", "The dns balancer needs its block.")
-		return cfg, diags
+		return cfg, d.Diags
 	}
 	cfg.Range = body.MissingItemRange()
 	c, more := body.Content(configSchema)
-	diags = append(diags, more...)
+	d.Add(more...)
 	if c == nil {
-		return cfg, diags
+		return cfg, d.Diags
 	}
-	str := func(name string, dst *string) *hcl.Attribute {
-		a := c.Attributes[name]
-		if a == nil {
-			return nil
-		}
-		d := gohcl.DecodeExpression(a.Expr, nil, dst)
-		diags = append(diags, d...)
-		if d.HasErrors() {
-			return nil
-		}
-		return a
-	}
+	str := func(name string, dst *string) *hcl.Attribute { return d.String(c.Attributes, name, dst) }
 	if a := str("server", &cfg.Server); a != nil {
 		host, port, err := net.SplitHostPort(cfg.Server)
 		if err != nil || host == "" || port == "" {
@@ -156,9 +143,7 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 	}
 	if a := c.Attributes["ttl"]; a != nil {
 		var ttl int64
-		d := gohcl.DecodeExpression(a.Expr, nil, &ttl)
-		diags = append(diags, d...)
-		if !d.HasErrors() {
+		if d.Decode(a, &ttl) {
 			// A TTL of 0 would make Drain pointless and some resolvers
 			// misbehave; a week is more than any pool wants.
 			if ttl < 1 || ttl > 7*24*3600 {
@@ -212,5 +197,5 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 			cfg.Timeout = v
 		}
 	}
-	return cfg, diags
+	return cfg, d.Diags
 }

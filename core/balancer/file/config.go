@@ -1,12 +1,13 @@
 package file
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/rosterhq/roster/core/config"
 )
 
 // DefaultReloadTimeout bounds the reload command when the block sets none.
@@ -47,32 +48,19 @@ var configSchema = &hcl.BodySchema{
 // that `roster validate` can call it.
 func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 	cfg := Config{ReloadTimeout: DefaultReloadTimeout}
-	var diags hcl.Diagnostics
-	errorf := func(subject hcl.Range, summary, format string, args ...any) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: subject.Ptr()})
-	}
+	var d config.BlockDecoder
+	errorf := d.Errorf
 	if body == nil {
 		errorf(hcl.Range{}, "Missing balancer block", "The file balancer needs its block.")
-		return cfg, diags
+		return cfg, d.Diags
 	}
 	cfg.Range = body.MissingItemRange()
 	c, more := body.Content(configSchema)
-	diags = append(diags, more...)
+	d.Add(more...)
 	if c == nil {
-		return cfg, diags
+		return cfg, d.Diags
 	}
-	str := func(name string, dst *string) *hcl.Attribute {
-		a := c.Attributes[name]
-		if a == nil {
-			return nil
-		}
-		d := gohcl.DecodeExpression(a.Expr, nil, dst)
-		diags = append(diags, d...)
-		if d.HasErrors() {
-			return nil
-		}
-		return a
-	}
+	str := func(name string, dst *string) *hcl.Attribute { return d.String(c.Attributes, name, dst) }
 	if a := str("path", &cfg.Path); a != nil && cfg.Path == "" {
 		errorf(a.Expr.Range(), "Invalid path", "path is the file the balancer writes; it cannot be empty.")
 	}
@@ -80,10 +68,10 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 		errorf(a.Expr.Range(), "Invalid template", "template is the path of a Go text/template file; leave it out for the built-in nginx upstream template.")
 	}
 	if a := c.Attributes["reload"]; a != nil {
-		v, d := a.Expr.Value(nil)
-		diags = append(diags, d...)
+		v, vd := a.Expr.Value(nil)
+		d.Add(vd...)
 		switch {
-		case d.HasErrors():
+		case vd.HasErrors():
 		case v.Type() == cty.String && v.IsKnown() && !v.IsNull():
 			if v.AsString() == "" {
 				errorf(a.Expr.Range(), "Invalid reload command", "reload is a command line or a list of arguments; it cannot be empty.")
@@ -122,5 +110,5 @@ func DecodeConfig(body hcl.Body) (Config, hcl.Diagnostics) {
 	if a := c.Attributes["reload_timeout"]; a != nil && c.Attributes["reload"] == nil {
 		errorf(a.Range, "Reload timeout without reload", "reload_timeout bounds the reload command; set reload too, or leave it out.")
 	}
-	return cfg, diags
+	return cfg, d.Diags
 }
