@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -83,21 +82,16 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	providerName := fs.String("provider", "local", "the provider that launched this machine, reported in hello")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log in JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster agent -cluster NAME -machine-id ID -keys DIR [options]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Runs a machine's agent. The orchestrator's providers start it; run it by hand")
-		fmt.Fprintln(stderr, "to add a machine of your own. SIGTERM or SIGINT stops it gracefully: a spare")
-		fmt.Fprintln(stderr, "exits, a server finishes its current step and keeps its state, so that the")
-		fmt.Fprintln(stderr, "next start resumes. A second signal exits at once.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fs, stderr,
+		"Usage: roster agent -cluster NAME -machine-id ID -keys DIR [options]",
+		"",
+		"Runs a machine's agent. The orchestrator's providers start it; run it by hand",
+		"to add a machine of your own. SIGTERM or SIGINT stops it gracefully: a spare",
+		"exits, a server finishes its current step and keeps its state, so that the",
+		"next start resumes. A second signal exits at once.",
+	)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 || *cluster == "" || *machineID == "" || *keysDir == "" {
 		fs.Usage()

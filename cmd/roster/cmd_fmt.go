@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,21 +38,16 @@ func runFmt(args []string, stdout, stderr io.Writer) int {
 	flags.BoolVar(&opts.check, "check", false, "write nothing; list the files that are not formatted and exit 1 if there are any")
 	flags.BoolVar(&opts.diff, "diff", false, "write nothing; print the changes as a unified diff")
 	flags.BoolVar(&opts.recursive, "recursive", false, "also format the *.hcl files of subdirectories")
-	flags.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster fmt [-check] [-diff] [-recursive] [PATH...]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Rewrites HCL files in place (atomically) in the canonical style and lists the")
-		fmt.Fprintln(stderr, "files it changed. PATH is a file, a directory (its *.hcl files) or - for")
-		fmt.Fprintln(stderr, "stdin to stdout; default: the current directory. A file with syntax errors")
-		fmt.Fprintln(stderr, "is reported and left alone; the exit code is then 1.")
-		fmt.Fprintln(stderr)
-		flags.PrintDefaults()
-	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(flags, stderr,
+		"Usage: roster fmt [-check] [-diff] [-recursive] [PATH...]",
+		"",
+		"Rewrites HCL files in place (atomically) in the canonical style and lists the",
+		"files it changed. PATH is a file, a directory (its *.hcl files) or - for",
+		"stdin to stdout; default: the current directory. A file with syntax errors",
+		"is reported and left alone; the exit code is then 1.",
+	)
+	if code, done := parseFlags(flags, args); done {
+		return code
 	}
 	paths := flags.Args()
 	if len(paths) == 0 {

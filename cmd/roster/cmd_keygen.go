@@ -27,20 +27,15 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	dir := fl.String("dir", defaultKeyDir, "directory to write the keys into (created with mode 0700)")
 	force := fl.Bool("force", false, "replace existing keys: every agent then needs the new order.pub and fleet.key")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster keygen [-dir DIR] [-force]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Writes order.key (the orchestrator's Ed25519 signing key, 0600), order.pub")
-		fmt.Fprintln(stderr, "(its public key, 0644) and fleet.key (the shared key agents authenticate")
-		fmt.Fprintln(stderr, "their reports with, 0600). Agents get order.pub and fleet.key, never order.key.")
-		fmt.Fprintln(stderr)
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fl, stderr,
+		"Usage: roster keygen [-dir DIR] [-force]",
+		"",
+		"Writes order.key (the orchestrator's Ed25519 signing key, 0600), order.pub",
+		"(its public key, 0644) and fleet.key (the shared key agents authenticate",
+		"their reports with, 0600). Agents get order.pub and fleet.key, never order.key.",
+	)
+	if code, done := parseFlags(fl, args); done {
+		return code
 	}
 	if fl.NArg() != 0 {
 		fmt.Fprintf(stderr, "roster keygen: unexpected argument %q\n", fl.Arg(0))

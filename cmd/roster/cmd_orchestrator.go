@@ -50,20 +50,15 @@ func runOrchestrator(args []string, stdout, stderr io.Writer) int {
 	apiAddr := fs.String("api", "", "listen address of the HTTP API (default: the config's api.address)")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log in JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster orchestrator [-config roster.hcl] [options]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Runs the orchestrator with the queue backend, provider and balancers of the")
-		fmt.Fprintln(stderr, "config. SIGTERM or SIGINT stops it and leaves the fleet running: the next")
-		fmt.Fprintln(stderr, "start on the same data_dir carries on (`roster up` drains the fleet instead).")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fs, stderr,
+		"Usage: roster orchestrator [-config roster.hcl] [options]",
+		"",
+		"Runs the orchestrator with the queue backend, provider and balancers of the",
+		"config. SIGTERM or SIGINT stops it and leaves the fleet running: the next",
+		"start on the same data_dir carries on (`roster up` drains the fleet instead).",
+	)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,19 +34,14 @@ func runPlugins(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	cfgPath := fs.String("config", "", "roster.hcl whose plugin_dir and checksum pins apply (default: ./roster.hcl when it exists)")
 	pluginDir := fs.String("plugin-dir", "", "look for roster-role-<name> executables here (overrides the config's plugin_dir)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster plugins [-json] [-config roster.hcl] [-plugin-dir DIR]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Launches every role plugin found (the built-ins and those in plugin_dir),")
-		fmt.Fprintln(stderr, "asks its version and config schema, and stops it. Exits 1 when a plugin fails.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fs, stderr,
+		"Usage: roster plugins [-json] [-config roster.hcl] [-plugin-dir DIR]",
+		"",
+		"Launches every role plugin found (the built-ins and those in plugin_dir),",
+		"asks its version and config schema, and stops it. Exits 1 when a plugin fails.",
+	)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,18 +28,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("address", config.DefaultAPIAddress, "the orchestrator's API address (host:port or URL)")
 	asJSON := fs.Bool("json", false, "print the API's JSON document instead of the table")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster status [-address 127.0.0.1:7070] [-json]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Prints what `roster up` shows, from a running orchestrator's API (GET /v1/status).")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fs, stderr,
+		"Usage: roster status [-address 127.0.0.1:7070] [-json]",
+		"",
+		"Prints what `roster up` shows, from a running orchestrator's API (GET /v1/status).",
+	)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,22 +37,17 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	apiAddr := fs.String("api", "", "listen address of the HTTP API (default: the config's api.address)")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error (the log goes to <data_dir>/"+upLogFile+")")
 	plain := fs.Bool("plain", false, "print plain lines even on a terminal")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster up [options] [roster.hcl]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Runs the orchestrator of roster.hcl (default ./roster.hcl) on this host with the")
-		fmt.Fprintln(stderr, "embedded queue, the local provider (machines are `roster agent` processes) and")
-		fmt.Fprintln(stderr, "the built-in plugins, and shows pools, servers, spares and events live.")
-		fmt.Fprintln(stderr, "Ctrl-C drains every server, halts it, and stops every process it started; a")
-		fmt.Fprintln(stderr, "second Ctrl-C stops them at once.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fs, stderr,
+		"Usage: roster up [options] [roster.hcl]",
+		"",
+		"Runs the orchestrator of roster.hcl (default ./roster.hcl) on this host with the",
+		"embedded queue, the local provider (machines are `roster agent` processes) and",
+		"the built-in plugins, and shows pools, servers, spares and events live.",
+		"Ctrl-C drains every server, halts it, and stops every process it started; a",
+		"second Ctrl-C stops them at once.",
+	)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 1 {
 		fs.Usage()

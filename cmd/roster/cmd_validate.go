@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,21 +31,16 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	noColor := fs.Bool("no-color", false, "never colour the diagnostics")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: roster validate [-json] [-no-color] [PATH...]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Checks a roster.hcl with the role files it names, role files on their own,")
-		fmt.Fprintln(stderr, "or a directory (its roster.hcl, else its *.hcl role files); default: the")
-		fmt.Fprintln(stderr, "current directory. Each role's config block is checked against the schema")
-		fmt.Fprintln(stderr, "its plugin declares. Exits 0 when valid (warnings allowed), 1 otherwise.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 1
+	setUsage(fs, stderr,
+		"Usage: roster validate [-json] [-no-color] [PATH...]",
+		"",
+		"Checks a roster.hcl with the role files it names, role files on their own,",
+		"or a directory (its roster.hcl, else its *.hcl role files); default: the",
+		"current directory. Each role's config block is checked against the schema",
+		"its plugin declares. Exits 0 when valid (warnings allowed), 1 otherwise.",
+	)
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	paths := fs.Args()
 	if len(paths) == 0 {

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -62,4 +64,29 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "roster <command> -h" for a command's options.`)
+}
+
+// setUsage makes -h print the given lines (the synopsis and a short
+// description), a blank line, and the flags.
+func setUsage(fs *flag.FlagSet, w io.Writer, lines ...string) {
+	fs.Usage = func() {
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
+		fmt.Fprintln(w)
+		fs.PrintDefaults()
+	}
+}
+
+// parseFlags parses a subcommand's flags; done says the command should
+// return code at once (0 after -h, 1 after a bad flag, which the flag
+// package has already reported).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 1, true
+	}
+	return 0, false
 }
