@@ -92,21 +92,7 @@ func (q *Queue) DeleteQueue(ctx context.Context, name string) error {
 	if q.closed() {
 		return queue.ErrClosed
 	}
-	err := func() error {
-		q.wmu.Lock()
-		defer q.wmu.Unlock()
-		tx, err := q.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-		var id int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM queues WHERE name = ?`, name).Scan(&id); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return queue.ErrQueueNotFound
-			}
-			return err
-		}
+	err := q.inQueueTx(ctx, name, func(tx *sql.Tx, id int64) error {
 		for _, stmt := range []string{
 			`DELETE FROM messages WHERE queue_id = ?1`,
 			`DELETE FROM queues WHERE id = ?1`,
@@ -118,8 +104,8 @@ func (q *Queue) DeleteQueue(ctx context.Context, name string) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deleted_queues (name, deleted_ms) VALUES (?, ?)`, name, nowMs()); err != nil {
 			return err
 		}
-		return tx.Commit()
-	}()
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("local queue: delete queue %q: %w", name, err)
 	}
@@ -238,21 +224,7 @@ func (q *Queue) SendBatch(ctx context.Context, name string, entries []queue.Send
 	if valid == 0 {
 		return results, nil
 	}
-	err := func() error {
-		q.wmu.Lock()
-		defer q.wmu.Unlock()
-		tx, err := q.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-		var qid int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM queues WHERE name = ?`, name).Scan(&qid); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return queue.ErrQueueNotFound
-			}
-			return err
-		}
+	err := q.inQueueTx(ctx, name, func(tx *sql.Tx, qid int64) error {
 		now := nowMs()
 		for i, e := range entries {
 			if results[i].Err != nil {
@@ -263,8 +235,8 @@ func (q *Queue) SendBatch(ctx context.Context, name string, entries []queue.Send
 				return err
 			}
 		}
-		return tx.Commit()
-	}()
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("local queue: send batch to %q: %w", name, err)
 	}
@@ -444,21 +416,7 @@ func (q *Queue) DeleteMessageBatch(ctx context.Context, name string, entries []q
 		return nil, queue.ErrClosed
 	}
 	results := make([]queue.BatchResult, len(entries))
-	err := func() error {
-		q.wmu.Lock()
-		defer q.wmu.Unlock()
-		tx, err := q.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-		var qid int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM queues WHERE name = ?`, name).Scan(&qid); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return queue.ErrQueueNotFound
-			}
-			return err
-		}
+	err := q.inQueueTx(ctx, name, func(tx *sql.Tx, qid int64) error {
 		for i, e := range entries {
 			results[i].ID = e.ID
 			seq, token, ok := parseReceipt(e.Receipt)
@@ -474,8 +432,8 @@ func (q *Queue) DeleteMessageBatch(ctx context.Context, name string, entries []q
 				results[i].Err = queue.ErrInvalidReceipt
 			}
 		}
-		return tx.Commit()
-	}()
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("local queue: delete batch from %q: %w", name, err)
 	}
@@ -563,4 +521,28 @@ func parseReceipt(r string) (seq, token int64, ok bool) {
 		return 0, 0, false
 	}
 	return seq, token, true
+}
+
+// inQueueTx runs fn in a write transaction on the named queue, whose id it
+// looks up inside the transaction, and commits when fn returns nil. Writes
+// are serialised by wmu; SQLite's own lock serialises them across processes.
+func (q *Queue) inQueueTx(ctx context.Context, name string, fn func(tx *sql.Tx, qid int64) error) error {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var qid int64
+	if err := tx.QueryRowContext(ctx, `SELECT id FROM queues WHERE name = ?`, name).Scan(&qid); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return queue.ErrQueueNotFound
+		}
+		return err
+	}
+	if err := fn(tx, qid); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
