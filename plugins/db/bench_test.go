@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/roletest"
 )
 
 // percentile returns the p-th percentile (0..100) of sorted durations, in
@@ -33,7 +34,7 @@ func BenchmarkProvisionToHealthy(b *testing.B) {
 		var lat []time.Duration
 		for i := range 5 {
 			role := New()
-			srv := sdk.Server{Name: "db-" + strconv.Itoa(i+1), WorkDir: workDir(b)}
+			srv := sdk.Server{Name: "db-" + strconv.Itoa(i+1), WorkDir: roletest.WorkDir(b)}
 			start := time.Now()
 			if _, err := role.Provision(ctx, sdk.ProvisionRequest{Server: srv, Config: cfg}); err != nil {
 				b.Fatal(err)
@@ -59,7 +60,7 @@ func BenchmarkProvisionToHealthy(b *testing.B) {
 func BenchmarkHealthCheck(b *testing.B) {
 	requirePostgres(b)
 	role := New()
-	srv := sdk.Server{Name: "db-1", WorkDir: workDir(b)}
+	srv := sdk.Server{Name: "db-1", WorkDir: roletest.WorkDir(b)}
 	cfg := mustConfig(b, cfgMap(nil))
 	provision(b, role, srv, cfg, nil)
 	l := layoutOf(srv.WorkDir)

@@ -41,17 +41,6 @@ func requirePostgres(t testing.TB) {
 	}
 }
 
-// workDir returns a server work directory that the postgres user can pass
-// through, as an agent's is: t.TempDir's parent is private (0700).
-func workDir(t testing.TB) string {
-	t.Helper()
-	d := t.TempDir()
-	if err := os.Chmod(filepath.Dir(d), 0o711); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func mustAbs(t testing.TB, p string) string {
 	t.Helper()
 	a, err := filepath.Abs(p)
@@ -140,21 +129,6 @@ func daemonPids(t testing.TB, workDir string) []int {
 	return pids
 }
 
-// assertGone fails unless every pid has exited.
-func assertGone(t testing.TB, pids []int) {
-	t.Helper()
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && len(b) > i+2 && b[i+2] == 'Z' {
-			continue
-		}
-		t.Errorf("process %d outlived Teardown: %s", pid, b)
-	}
-}
-
 // processesIn returns the pids of live processes whose command line
 // mentions s.
 func processesIn(s string) []int {
@@ -222,7 +196,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 	var pids []int
 	res := roletest.Run(t, New(), roletest.Case{
 		Config:        appCfg(t, nil),
-		Server:        sdk.Server{WorkDir: workDir(t)},
+		Server:        sdk.Server{WorkDir: roletest.WorkDir(t)},
 		WantEndpoints: []string{"postgres"},
 		Check: func(t testing.TB, r *roletest.Result) {
 			pids = daemonPids(t, r.Server.WorkDir)
@@ -306,7 +280,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 	if len(res.Progress) < 5 || res.Progress[len(res.Progress)-1].Fraction != 1 {
 		t.Errorf("progress %+v: want several steps ending at 1", res.Progress)
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 	if p := processesIn(res.Server.WorkDir); len(p) > 0 {
 		t.Errorf("processes left: %v", p)
 	}
@@ -318,7 +292,7 @@ func TestLifecycleAsBinary(t *testing.T) {
 	bin := roletest.Build(t, "./internal/testmain")
 	res := roletest.RunBinary(t, bin, roletest.Case{
 		Config:        cfgMap(map[string]any{"database": "app"}),
-		Server:        sdk.Server{WorkDir: workDir(t)},
+		Server:        sdk.Server{WorkDir: roletest.WorkDir(t)},
 		WantEndpoints: []string{"postgres"},
 		Check: func(t testing.TB, r *roletest.Result) {
 			if r.Info.Name != Name {
@@ -384,7 +358,7 @@ func TestConfigErrorsCaughtByProvision(t *testing.T) {
 				delete(extra, "_peers")
 				peers = map[string][]sdk.Peer{"db": {{Name: "db-1"}}}
 			}
-			wd := workDir(t)
+			wd := roletest.WorkDir(t)
 			roletest.Run(t, New(), roletest.Case{
 				Config:             cfgMap(extra),
 				Server:             sdk.Server{WorkDir: wd},
@@ -401,7 +375,7 @@ func TestConfigErrorsCaughtByProvision(t *testing.T) {
 func TestWrongSHA256Refused(t *testing.T) {
 	requirePostgres(t)
 	t.Parallel()
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	roletest.Run(t, New(), roletest.Case{
 		Config:             appCfg(t, map[string]any{"schema_sha256": strings.Repeat("0", 64)}),
 		Server:             sdk.Server{WorkDir: wd},
@@ -427,7 +401,7 @@ func TestRightSHA256AndDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(b)
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	dump := filepath.Join(wd, "seed.sql")
 	os.WriteFile(dump, []byte("INSERT INTO greeting (message) VALUES ('from the dump');\n"), 0o600)
 	role := New()
@@ -456,7 +430,7 @@ func TestRightSHA256AndDump(t *testing.T) {
 func TestFailedProvisionLeavesNothing(t *testing.T) {
 	requirePostgres(t)
 	t.Parallel()
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	role := New()
 	srv := sdk.Server{Name: "db-1", WorkDir: wd}
 	// PostgreSQL refuses the value at start-up.
@@ -497,7 +471,7 @@ func TestDrainWaitsForTransaction(t *testing.T) {
 	requirePostgres(t)
 	t.Parallel()
 	role := New()
-	srv := sdk.Server{Name: "db-1", WorkDir: workDir(t)}
+	srv := sdk.Server{Name: "db-1", WorkDir: roletest.WorkDir(t)}
 	cfg := mustConfig(t, appCfg(t, nil))
 	eps := provision(t, role, srv, cfg, nil)
 	ctx := context.Background()
@@ -583,7 +557,7 @@ func TestDrainWaitsForTransaction(t *testing.T) {
 	if _, err := role.Teardown(ctx, sdk.TeardownRequest{Server: srv, Config: cfg, Endpoints: eps}); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 }
 
 func portOf(t testing.TB, eps sdk.Endpoints) int {
@@ -603,8 +577,8 @@ func TestTwoServersOneHostAndRelaunch(t *testing.T) {
 	ctx := context.Background()
 	// The second one's work directory is too deep for a Unix socket path:
 	// its socket goes under the system's temporary directory.
-	deep := filepath.Join(workDir(t), strings.Repeat("d", 60), strings.Repeat("e", 60))
-	srvs := []sdk.Server{{Name: "db-1", WorkDir: workDir(t)}, {Name: "db-2", WorkDir: deep}}
+	deep := filepath.Join(roletest.WorkDir(t), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	srvs := []sdk.Server{{Name: "db-1", WorkDir: roletest.WorkDir(t)}, {Name: "db-2", WorkDir: deep}}
 	if !layoutOf(deep).socketOutside() || layoutOf(srvs[0].WorkDir).socketOutside() {
 		t.Fatalf("socket directories %s and %s", layoutOf(srvs[0].WorkDir).Socket, layoutOf(deep).Socket)
 	}
@@ -655,7 +629,7 @@ func TestTwoServersOneHostAndRelaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 	if _, err := os.Stat(layoutOf(deep).Socket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Teardown left the socket directory %s", layoutOf(deep).Socket)
 	}
@@ -682,11 +656,11 @@ func TestReplicaStreamsFromPrimary(t *testing.T) {
 func testReplica(t *testing.T, replPassword string) {
 	ctx := context.Background()
 	role := New()
-	primary := sdk.Server{Role: "db", Name: "db-1", WorkDir: workDir(t)}
+	primary := sdk.Server{Role: "db", Name: "db-1", WorkDir: roletest.WorkDir(t)}
 	pcfg := mustConfig(t, appCfg(t, map[string]any{"replication_password": replPassword}))
 	peps := provision(t, role, primary, pcfg, nil)
 
-	replica := sdk.Server{Role: "db-replica", Name: "db-replica-1", WorkDir: workDir(t)}
+	replica := sdk.Server{Role: "db-replica", Name: "db-replica-1", WorkDir: roletest.WorkDir(t)}
 	rcfg := mustConfig(t, cfgMap(map[string]any{"replica_of": "db", "replication_password": replPassword}))
 	peers := map[string][]sdk.Peer{"db": {{Name: "db-1", Endpoints: peps}}}
 	var progress []sdk.Progress
@@ -768,7 +742,7 @@ func testReplica(t *testing.T, replPassword string) {
 			t.Errorf("replica logs %v: want postgres.log and basebackup.log", resp.Logs)
 		}
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 	// The replication password is nowhere in the logs.
 	for _, s := range []sdk.Server{replica, primary} {
 		ents, _ := os.ReadDir(filepath.Join(s.WorkDir, "db", "logs"))

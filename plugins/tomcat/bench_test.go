@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rosterhq/roster/sdk"
+	"github.com/rosterhq/roster/sdk/roletest"
 )
 
 // BenchmarkProvisionToHealthy measures the time from Provision to the first
@@ -20,7 +21,7 @@ func BenchmarkProvisionToHealthy(b *testing.B) {
 	for range b.N {
 		for range runs {
 			role := New()
-			srv := sdk.Server{Name: "tomcat-1", WorkDir: workDir(b)}
+			srv := sdk.Server{Name: "tomcat-1", WorkDir: roletest.WorkDir(b)}
 			// The defaults: no jvm_options.
 			cfg := mustConfig(b, cfgMap(b, map[string]any{"jvm_options": []any{}, "heap_mb": 256}))
 			start := time.Now()

@@ -47,17 +47,6 @@ func requireServices(t testing.TB, front bool) {
 	t.Skipf("%s missing: apt-get install -y tomcat10 apache2", missing)
 }
 
-// workDir returns a server work directory that the tomcat user can pass
-// through, as an agent's is: t.TempDir's parent is private (0700).
-func workDir(t testing.TB) string {
-	t.Helper()
-	d := t.TempDir()
-	if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func mustAbs(t testing.TB, p string) string {
 	t.Helper()
 	a, err := filepath.Abs(p)
@@ -125,47 +114,12 @@ func daemonPids(t testing.TB, workDir string) []int {
 	return pids
 }
 
-// processesMentioning returns the live pids whose command line holds s
-// (the JVM's holds -Dcatalina.base=<work dir>/tomcat/base).
-func processesMentioning(s string) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(b) == 0 || zombie(pid) {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func zombie(pid int) bool {
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(st), ')')
-	return i >= 0 && len(st) > i+2 && st[i+2] == 'Z'
-}
-
 // assertGone fails unless every pid has exited and no process mentions
 // the work directory.
 func assertGone(t testing.TB, pids []int, workDir string) {
 	t.Helper()
-	for _, pid := range pids {
-		if !zombie(pid) {
-			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-			t.Errorf("process %d outlived Teardown: %q", pid, b)
-		}
-	}
-	if p := processesMentioning(workDir); len(p) > 0 {
+	roletest.AssertExited(t, pids)
+	if p := roletest.ProcessesMentioning(workDir); len(p) > 0 {
 		t.Errorf("processes of %s left: %v", workDir, p)
 	}
 }
@@ -206,7 +160,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 			held.Close()
 		}
 	}()
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	res := roletest.Run(t, New(), roletest.Case{
 		Config:        cfgMap(t, nil),
 		Server:        sdk.Server{WorkDir: wd},
@@ -312,7 +266,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 func TestBinaryWithApacheFront(t *testing.T) {
 	requireServices(t, true)
 	bin := roletest.Build(t, "./internal/testmain")
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	var pids []int
 	res := roletest.RunBinary(t, bin, roletest.Case{
 		Config:        cfgMap(t, map[string]any{"apache_front": true, "context_path": "/hello", "health_path": "/hello/health.jsp"}),
@@ -390,7 +344,7 @@ func TestConfigErrorsCaughtByProvision(t *testing.T) {
 	}
 	for name, extra := range cases {
 		t.Run(name, func(t *testing.T) {
-			wd := workDir(t)
+			wd := roletest.WorkDir(t)
 			roletest.Run(t, New(), roletest.Case{
 				Config:             cfgMap(t, extra),
 				Server:             sdk.Server{WorkDir: wd},
@@ -413,13 +367,13 @@ func TestNotAWAR(t *testing.T) {
 	}
 	for name, war := range cases {
 		t.Run(name, func(t *testing.T) {
-			wd := workDir(t)
+			wd := roletest.WorkDir(t)
 			roletest.Run(t, New(), roletest.Case{
 				Config:             cfgMap(t, map[string]any{"war": war}),
 				Server:             sdk.Server{WorkDir: wd},
 				WantProvisionError: sdk.ErrInvalidConfig,
 			})
-			if p := processesMentioning(wd); len(p) > 0 {
+			if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 				t.Errorf("processes left: %v", p)
 			}
 		})
@@ -428,7 +382,7 @@ func TestNotAWAR(t *testing.T) {
 
 func TestMissingPackageNamed(t *testing.T) {
 	_, err := New().Provision(context.Background(), sdk.ProvisionRequest{
-		Server: sdk.Server{Name: "tomcat-1", WorkDir: workDir(t)},
+		Server: sdk.Server{Name: "tomcat-1", WorkDir: roletest.WorkDir(t)},
 		Config: mustConfig(t, cfgMap(t, map[string]any{"packages": []any{"roster-no-such-package"}})),
 	})
 	if !errors.Is(err, sdk.ErrNotFound) || !strings.Contains(err.Error(), "roster-no-such-package") {
@@ -438,7 +392,7 @@ func TestMissingPackageNamed(t *testing.T) {
 
 func TestWrongSHA256Refused(t *testing.T) {
 	requireServices(t, false)
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	roletest.Run(t, New(), roletest.Case{
 		Config:             cfgMap(t, map[string]any{"war_sha256": strings.Repeat("0", 64)}),
 		Server:             sdk.Server{WorkDir: wd},
@@ -447,7 +401,7 @@ func TestWrongSHA256Refused(t *testing.T) {
 	if ents, _ := os.ReadDir(layoutOf(wd).Webapps); len(ents) > 0 {
 		t.Errorf("a WAR with the wrong digest was deployed: %v", ents)
 	}
-	if p := processesMentioning(wd); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 		t.Errorf("processes left after a refused artifact: %v", p)
 	}
 }
@@ -457,7 +411,7 @@ func TestWrongSHA256Refused(t *testing.T) {
 // once, quoting Tomcat's log, and leaves nothing running.
 func TestFailedDeploymentFailsFast(t *testing.T) {
 	requireServices(t, false)
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	app := filepath.Join(wd, "broken")
 	if err := os.MkdirAll(filepath.Join(app, "WEB-INF"), 0o755); err != nil {
 		t.Fatal(err)
@@ -475,7 +429,7 @@ func TestFailedDeploymentFailsFast(t *testing.T) {
 	if !errors.Is(err, sdk.ErrInvalidConfig) || !strings.Contains(err.Error(), "catalina.log") {
 		t.Fatalf("Provision = %v, want invalid config quoting catalina.log", err)
 	}
-	if p := processesMentioning(srv.WorkDir); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(srv.WorkDir); len(p) > 0 {
 		t.Fatalf("processes left after a failed Provision: %v", p)
 	}
 	for range 2 {
@@ -497,7 +451,7 @@ func TestTwoServersDrainAndRelaunch(t *testing.T) {
 	requireServices(t, true)
 	role := New()
 	ctx := context.Background()
-	srvs := []sdk.Server{{Name: "tomcat-1", WorkDir: workDir(t)}, {Name: "tomcat-2", WorkDir: workDir(t)}}
+	srvs := []sdk.Server{{Name: "tomcat-1", WorkDir: roletest.WorkDir(t)}, {Name: "tomcat-2", WorkDir: roletest.WorkDir(t)}}
 	// tomcat-1 deploys the example's sources as an exploded application,
 	// tomcat-2 the WAR, behind apache.
 	cfgs := []sdk.Config{
@@ -715,13 +669,13 @@ func TestPortTakenFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	roletest.Run(t, New(), roletest.Case{
 		Config:             cfgMap(t, map[string]any{"port": ln.Addr().(*net.TCPAddr).Port}),
 		Server:             sdk.Server{WorkDir: wd},
 		WantProvisionError: sdk.ErrUnavailable,
 	})
-	if p := processesMentioning(wd); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 		t.Errorf("processes left: %v", p)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/process"
 	"github.com/rosterhq/roster/sdk/rolekit"
+	"github.com/rosterhq/roster/sdk/roletest"
 )
 
 // shellStart is the baseline: a plain script that starts the same memcached
@@ -40,7 +41,7 @@ func BenchmarkProvisionToHealthy(b *testing.B) {
 	site := testSite(b)
 	role := New()
 	ctx := context.Background()
-	srv := sdk.Server{Name: "web-1", WorkDir: workDir(b)}
+	srv := sdk.Server{Name: "web-1", WorkDir: roletest.WorkDir(b)}
 	cfg := mustConfig(b, cfgMap(site, nil))
 	l := layoutOf(srv.WorkDir)
 
@@ -179,7 +180,7 @@ func BenchmarkConfigureReload(b *testing.B) {
 	const rounds = 20
 	role := New().(*Role)
 	ctx := context.Background()
-	srv := sdk.Server{Name: "web-1", WorkDir: workDir(b)}
+	srv := sdk.Server{Name: "web-1", WorkDir: roletest.WorkDir(b)}
 	site := testSite(b)
 	cfgs := []sdk.Config{
 		mustConfig(b, cfgMap(site, map[string]any{"env": map[string]any{"DB": "127.0.0.1:5432"}})),

@@ -14,6 +14,7 @@ import (
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/process"
 	"github.com/rosterhq/roster/sdk/rolekit"
+	"github.com/rosterhq/roster/sdk/roletest"
 )
 
 func TestEnvChecked(t *testing.T) {
@@ -110,7 +111,7 @@ func TestEnvReachesThePageVerbatim(t *testing.T) {
 		names = append(names, k)
 	}
 	role := New().(*Role)
-	srv := sdk.Server{Name: "web-1", WorkDir: workDir(t)}
+	srv := sdk.Server{Name: "web-1", WorkDir: roletest.WorkDir(t)}
 	cfg := mustConfig(t, cfgMap(testSite(t), map[string]any{"env": envAny}))
 	ctx := context.Background()
 	prov, err := role.Provision(ctx, sdk.ProvisionRequest{Server: srv, Config: cfg})
@@ -129,7 +130,7 @@ func TestEnvReachesThePageVerbatim(t *testing.T) {
 func TestConfigureReloadsGracefully(t *testing.T) {
 	requireServices(t, true)
 	role := New().(*Role)
-	srv := sdk.Server{Name: "web-1", WorkDir: workDir(t)}
+	srv := sdk.Server{Name: "web-1", WorkDir: roletest.WorkDir(t)}
 	site := testSite(t)
 	cfgA := mustConfig(t, cfgMap(site, map[string]any{"env": map[string]any{"DB": "10.0.0.1:5432", "GONE": "x"}}))
 	cfgB := mustConfig(t, cfgMap(site, map[string]any{"env": map[string]any{"DB": "10.0.0.2:6543", "NEW": "y"}}))
@@ -237,7 +238,7 @@ func TestConfigureReloadsGracefully(t *testing.T) {
 	if _, err := role.Teardown(ctx, sdk.TeardownRequest{Server: srv, Config: cfgB, Endpoints: eps}); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 }
 
 func TestConfigureBeforeProvision(t *testing.T) {

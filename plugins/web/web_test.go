@@ -53,17 +53,6 @@ func requireServices(t testing.TB, php bool) {
 	}
 }
 
-// workDir returns a server work directory that www-data can pass through,
-// as an agent's is: t.TempDir's parent is private (0700).
-func workDir(t testing.TB) string {
-	t.Helper()
-	d := t.TempDir()
-	if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // testSite returns the test site's absolute path, for a file:// URL.
 func testSite(t testing.TB) string {
 	t.Helper()
@@ -127,53 +116,13 @@ func daemonPids(t testing.TB, workDir string) []int {
 	return pids
 }
 
-// processesMentioning returns the pids whose command line holds s.
-func processesMentioning(s string) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
-			if i := strings.LastIndexByte(string(st), ')'); i >= 0 && len(st) > i+2 && st[i+2] == 'Z' {
-				continue
-			}
-		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// assertGone fails unless every pid has exited.
-func assertGone(t testing.TB, pids []int) {
-	t.Helper()
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && len(b) > i+2 && b[i+2] == 'Z' {
-			continue
-		}
-		t.Errorf("process %d outlived Teardown: %s", pid, b)
-	}
-}
-
 func TestLifecycleWithRoletest(t *testing.T) {
 	requireServices(t, true)
 	site := testSite(t)
 	var pids []int
 	res := roletest.Run(t, New(), roletest.Case{
 		Config:        cfgMap(site, nil),
-		Server:        sdk.Server{WorkDir: workDir(t)},
+		Server:        sdk.Server{WorkDir: roletest.WorkDir(t)},
 		WantEndpoints: []string{"http", "memcached"},
 		Check: func(t testing.TB, r *roletest.Result) {
 			pids = daemonPids(t, r.Server.WorkDir)
@@ -247,7 +196,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 	if len(res.Progress) < 4 || res.Progress[len(res.Progress)-1].Fraction != 1 {
 		t.Errorf("progress %+v: want several steps ending at 1", res.Progress)
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 }
 
 func TestConfigErrorsCaughtBySchema(t *testing.T) {
@@ -283,7 +232,7 @@ func TestConfigErrorsCaughtByProvision(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			roletest.Run(t, New(), roletest.Case{
 				Config:             cfgMap("/nonexistent", extra),
-				Server:             sdk.Server{WorkDir: workDir(t)},
+				Server:             sdk.Server{WorkDir: roletest.WorkDir(t)},
 				WantProvisionError: sdk.ErrInvalidConfig,
 			})
 		})
@@ -291,7 +240,7 @@ func TestConfigErrorsCaughtByProvision(t *testing.T) {
 }
 
 func TestMissingPackageNamed(t *testing.T) {
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	_, err := New().Provision(context.Background(), sdk.ProvisionRequest{
 		Server: sdk.Server{Name: "web-1", WorkDir: wd},
 		Config: mustConfig(t, cfgMap("/nonexistent", map[string]any{"packages": []any{"roster-no-such-package"}})),
@@ -313,7 +262,7 @@ func mustConfig(t testing.TB, m map[string]any) sdk.Config {
 func TestWrongSHA256Refused(t *testing.T) {
 	requireServices(t, true)
 	site := testSite(t)
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	roletest.Run(t, New(), roletest.Case{
 		Config:             cfgMap(site, map[string]any{"document_root_sha256": strings.Repeat("0", 64)}),
 		Server:             sdk.Server{WorkDir: wd},
@@ -322,7 +271,7 @@ func TestWrongSHA256Refused(t *testing.T) {
 	if _, err := os.Stat(layoutOf(wd).Docroot); !errors.Is(err, os.ErrNotExist) {
 		t.Error("a document root with the wrong digest was put in place")
 	}
-	if p := processesMentioning(wd); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 		t.Errorf("processes left after a refused artifact: %v", p)
 	}
 }
@@ -330,7 +279,7 @@ func TestWrongSHA256Refused(t *testing.T) {
 func TestFailedProvisionLeavesNothing(t *testing.T) {
 	requireServices(t, true)
 	site := testSite(t)
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	extra := filepath.Join(wd, "broken.conf")
 	os.WriteFile(extra, []byte("ThisIsNotADirective on\n"), 0o644)
 	mcPort, err := netutil.FreePort()
@@ -345,7 +294,7 @@ func TestFailedProvisionLeavesNothing(t *testing.T) {
 		t.Fatalf("Provision = %v, want apache's complaint about the directive", err)
 	}
 	// memcached had started: it must be gone, and nothing of apache either.
-	if p := append(processesMentioning(wd), processesMentioning("-p "+strconv.Itoa(mcPort))...); len(p) > 0 {
+	if p := append(roletest.ProcessesMentioning(wd), roletest.ProcessesMentioning("-p "+strconv.Itoa(mcPort))...); len(p) > 0 {
 		t.Fatalf("processes left after a failed Provision: %v", p)
 	}
 	for range 2 {
@@ -363,7 +312,7 @@ func TestDrainWaitsForSlowRequest(t *testing.T) {
 	requireServices(t, true)
 	site := testSite(t)
 	role := New()
-	srv := sdk.Server{Name: "web-1", WorkDir: workDir(t)}
+	srv := sdk.Server{Name: "web-1", WorkDir: roletest.WorkDir(t)}
 	cfg := mustConfig(t, cfgMap(site, nil))
 	ctx := context.Background()
 	prov, err := role.Provision(ctx, sdk.ProvisionRequest{Server: srv, Config: cfg})
@@ -438,14 +387,14 @@ func TestDrainWaitsForSlowRequest(t *testing.T) {
 	if _, err := role.Teardown(ctx, sdk.TeardownRequest{Server: srv, Config: cfg, Endpoints: eps}); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 }
 
 func TestDrainDeadline(t *testing.T) {
 	requireServices(t, true)
 	site := testSite(t)
 	role := New()
-	srv := sdk.Server{Name: "web-1", WorkDir: workDir(t)}
+	srv := sdk.Server{Name: "web-1", WorkDir: roletest.WorkDir(t)}
 	cfg := mustConfig(t, cfgMap(site, nil))
 	ctx := context.Background()
 	prov, err := role.Provision(ctx, sdk.ProvisionRequest{Server: srv, Config: cfg})
@@ -473,7 +422,7 @@ func TestDrainDeadline(t *testing.T) {
 	if _, err := role.Teardown(ctx, sdk.TeardownRequest{Server: srv, Config: cfg, Endpoints: prov.Endpoints}); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 }
 
 func waitFor(t testing.TB, cond func() bool) {
@@ -493,7 +442,7 @@ func TestTwoServersOneHostAndRelaunch(t *testing.T) {
 	role := New()
 	cfg := mustConfig(t, cfgMap(site, nil))
 	ctx := context.Background()
-	srvs := []sdk.Server{{Name: "web-1", WorkDir: workDir(t)}, {Name: "web-2", WorkDir: workDir(t)}}
+	srvs := []sdk.Server{{Name: "web-1", WorkDir: roletest.WorkDir(t)}, {Name: "web-2", WorkDir: roletest.WorkDir(t)}}
 	eps := make([]sdk.Endpoints, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
@@ -537,12 +486,12 @@ func TestTwoServersOneHostAndRelaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	assertGone(t, pids)
+	roletest.AssertExited(t, pids)
 }
 
 func TestUnhealthyAndExtraConfigAndEventMPM(t *testing.T) {
 	requireServices(t, false)
-	wd := workDir(t)
+	wd := roletest.WorkDir(t)
 	site := filepath.Join(wd, "site")
 	os.MkdirAll(site, 0o700) // private on purpose: Provision makes it readable
 	os.WriteFile(filepath.Join(site, "index.html"), []byte("hello\n"), 0o600)
@@ -555,7 +504,7 @@ func TestUnhealthyAndExtraConfigAndEventMPM(t *testing.T) {
 			"health_path":   "/missing",
 			"keep_alive":    false,
 		},
-		Server:        sdk.Server{WorkDir: workDir(t)},
+		Server:        sdk.Server{WorkDir: roletest.WorkDir(t)},
 		WantEndpoints: []string{"http", "memcached"},
 		WantUnhealthy: true,
 		Check: func(t testing.TB, r *roletest.Result) {
