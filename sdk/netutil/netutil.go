@@ -8,10 +8,12 @@ package netutil
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -69,15 +71,21 @@ func (s State) String() string {
 // elsewhere; a missing file (no IPv6) is skipped.
 var ProcNetFiles = []string{"/proc/net/tcp", "/proc/net/tcp6"}
 
-// Connections counts the TCP sockets whose local port is port, by state,
-// over IPv4 and IPv6. Both ends of a loopback connection appear in /proc;
-// only the end whose local port is port is counted, so a client connecting
-// to port counts once.
-func Connections(port int) (map[State]int, error) {
+// Socket is one TCP socket of the host as /proc/net/tcp lists it.
+type Socket struct {
+	Local, Remote netip.AddrPort
+	State         State
+}
+
+// Sockets returns the host's TCP sockets whose local port is port, over
+// IPv4 and IPv6. Both ends of a loopback connection appear in /proc; only
+// the end whose local port is port is listed, so for a server's port these
+// are the server's ends of its connections (and its listener).
+func Sockets(port int) ([]Socket, error) {
 	if port <= 0 || port > 65535 {
 		return nil, fmt.Errorf("netutil: port %d out of range", port)
 	}
-	counts := make(map[State]int)
+	var out []Socket
 	for _, name := range ProcNetFiles {
 		f, err := os.Open(name)
 		if errors.Is(err, os.ErrNotExist) {
@@ -86,11 +94,25 @@ func Connections(port int) (map[State]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("netutil: %w", err)
 		}
-		err = countFile(f, port, counts)
+		out, err = parseFile(f, port, out)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("netutil: reading %s: %w", name, err)
 		}
+	}
+	return out, nil
+}
+
+// Connections counts the TCP sockets whose local port is port, by state,
+// as Sockets lists them: a client connecting to port counts once.
+func Connections(port int) (map[State]int, error) {
+	socks, err := Sockets(port)
+	if err != nil {
+		return nil, err
+	}
+	counts := make(map[State]int)
+	for _, s := range socks {
+		counts[s.State]++
 	}
 	return counts, nil
 }
@@ -127,7 +149,7 @@ func WaitNoConnections(ctx context.Context, port int, interval time.Duration) (i
 	}
 }
 
-func countFile(r io.Reader, port int, counts map[State]int) error {
+func parseFile(r io.Reader, port int, out []Socket) ([]Socket, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	first := true
@@ -141,21 +163,44 @@ func countFile(r io.Reader, port int, counts map[State]int) error {
 		if len(fields) < 4 {
 			continue
 		}
-		i := strings.LastIndexByte(fields[1], ':')
-		if i < 0 {
+		local, err := parseAddr(fields[1])
+		if err != nil || int(local.Port()) != port {
 			continue
 		}
-		p, err := strconv.ParseUint(fields[1][i+1:], 16, 16)
-		if err != nil || int(p) != port {
+		remote, err := parseAddr(fields[2])
+		if err != nil {
 			continue
 		}
 		st, err := strconv.ParseUint(fields[3], 16, 8)
 		if err != nil {
 			continue
 		}
-		counts[State(st)]++
+		out = append(out, Socket{Local: local, Remote: remote, State: State(st)})
 	}
-	return sc.Err()
+	return out, sc.Err()
+}
+
+// parseAddr reads /proc/net/tcp's HEXIP:HEXPORT. The address is the
+// kernel's in-memory bytes printed as 32-bit words in host order (little
+// endian here); the port is plain hex.
+func parseAddr(s string) (netip.AddrPort, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return netip.AddrPort{}, fmt.Errorf("no port in %q", s)
+	}
+	p, err := strconv.ParseUint(s[i+1:], 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	raw, err := hex.DecodeString(s[:i])
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	for w := 0; w < len(raw); w += 4 {
+		raw[w], raw[w+1], raw[w+2], raw[w+3] = raw[w+3], raw[w+2], raw[w+1], raw[w]
+	}
+	a, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free when asked. The

@@ -3,6 +3,8 @@ package netutil
 import (
 	"context"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,22 +102,70 @@ func TestEstablishedIPv6(t *testing.T) {
 	}
 }
 
-func TestCountFileParses(t *testing.T) {
-	// Two lines from a real /proc/net/tcp: a listener on 8080 (0x1F90) and
-	// an established connection to it, plus the client's end.
+func TestParseFile(t *testing.T) {
+	// Lines from a real /proc/net/tcp: a listener on 8080 (0x1F90), an
+	// established connection to it, the client's end, and a connection in
+	// TIME-WAIT.
 	const data = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
-   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
-   2: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1
+   1: 0100007F:1F90 0200007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+   2: 0200007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1
    3: 0100007F:1F90 0100007F:D432 06 00000000:00000000 00:00000000 00000000     0        0 0 1 0 20 4 30 10 -1
 `
-	counts := map[State]int{}
-	if err := countFile(strings.NewReader(data), 8080, counts); err != nil {
+	socks, err := parseFile(strings.NewReader(data), 8080, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[StateListen] != 1 || counts[StateEstablished] != 1 || counts[StateTimeWait] != 1 {
-		t.Fatalf("counts = %v", counts)
+	want := []Socket{
+		{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("0.0.0.0:0"), StateListen},
+		{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("127.0.0.2:54321"), StateEstablished},
+		{netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("127.0.0.1:54322"), StateTimeWait},
 	}
+	if !slices.Equal(socks, want) {
+		t.Fatalf("parseFile = %v\nwant %v", socks, want)
+	}
+	// tcp6: ::1 and a v4-mapped address.
+	const data6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F90 0000000000000000FFFF00000100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4 1 0 20 4 30 10 -1
+`
+	socks, err = parseFile(strings.NewReader(data6), 8080, nil)
+	if err != nil || len(socks) != 1 || socks[0].Local != netip.MustParseAddrPort("[::1]:8080") ||
+		socks[0].Remote != netip.MustParseAddrPort("127.0.0.1:54321") {
+		t.Fatalf("parseFile tcp6 = %v, %v", socks, err)
+	}
+}
+
+func TestSocketsNameBothEnds(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			defer c.Close()
+			var b [1]byte
+			c.Read(b[:])
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	client := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	var socks []Socket
+	for range 1000 {
+		if socks, err = Sockets(port); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(socks, func(s Socket) bool { return s.Remote == client && s.State == StateEstablished }) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("Sockets(%d) = %v: no established socket from %v", port, socks, client)
 }
 
 func TestFreePortsDistinctAndBindable(t *testing.T) {
