@@ -184,3 +184,52 @@ func TestAnswerToAnotherClaimantIsLeftForIt(t *testing.T) {
 		}
 	}
 }
+
+// TestServerLeavesAnswerToAnotherClaimant: the server's inbox is also where
+// the orchestrator answers another machine's claim of a stale copy of this
+// server's commission (a grant addressed to that machine, naming this one
+// as the holder). The serving agent puts it back for that machine rather
+// than deleting it as a grant delivered again, so the other machine learns
+// at once that it is still a spare instead of waiting out its grant wait.
+func TestServerLeavesAnswerToAnotherClaimant(t *testing.T) {
+	h := newHarness(t)
+	wq := watchedQueue{Queue: h.q, name: h.inbox, ops: make(chan string, 100)}
+	h.startWaitingOn(wq, newTestRole(), filepath.Join(h.dir, "m"))
+	h.expect(protocol.KindHello, nil)
+	cid := h.order(protocol.GlobalQueue(testCluster), protocol.KindCommission, "spares", h.commission(""))
+	h.expect(protocol.KindClaim, nil)
+	h.order(h.inbox, protocol.KindGrant, testMachine, protocol.Grant{Commission: cid, Server: "web-1", MachineID: testMachine})
+	h.expect(protocol.KindReady, nil)
+	// Its own grant, consumed.
+	if op := <-wq.ops; op != "delete" {
+		t.Fatalf("this machine's grant was %sd, want deleted", op)
+	}
+
+	answer := h.order(h.inbox, protocol.KindGrant, "m-other", protocol.Grant{Commission: "01OTHERCOPY", Server: "web-1", MachineID: testMachine})
+	select {
+	case op := <-wq.ops:
+		if op != "release" {
+			t.Fatalf("the answer to m-other's claim was %sd by the serving agent, want released", op)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("the serving agent did not touch the answer within %s", waitLimit)
+	}
+	codec := mustOpenAll(h.keys)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("the answer to m-other's claim is gone from the inbox (reports: %s)", h.kinds())
+		}
+		msgs, err := h.q.Receive(context.Background(), h.inbox, queue.ReceiveOptions{WaitTime: time.Second, VisibilityTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 {
+			env, err := codec.Open(msgs[0].Body)
+			if err != nil || env.ID != answer {
+				t.Fatalf("inbox holds %+v, %v; want the answer %s", env, err, answer)
+			}
+			return
+		}
+	}
+}

@@ -380,12 +380,32 @@ func (a *Agent) onInbox(ctx context.Context, q string, m queue.Message) error {
 			return err
 		}
 	case protocol.KindGrant:
+		if env.Recipient != a.cfg.MachineID && a.answerStillAwaited(env, m) {
+			// The orchestrator's answer to another machine's claim of a
+			// copy of this server's commission, naming this machine as
+			// the holder: that machine waits on this inbox for it.
+			log.Debug("answer to another machine's claim, released", "for", env.Recipient)
+			a.release(ctx, q, m)
+			sleep(ctx, answerPause)
+			return nil
+		}
 		log.Debug("grant delivered again, deleted")
 	default:
 		log.Warn("unexpected order on the server's inbox, deleted")
 	}
 	a.delete(ctx, q, m)
 	return nil
+}
+
+// maxAnswerReleases bounds how often a serving agent puts back an answer
+// meant for another machine, should that machine never come for it.
+const maxAnswerReleases = 20
+
+// answerStillAwaited reports whether an answer to another machine's claim
+// may still be waited for: younger than a grant wait, and not yet passed
+// over more than maxAnswerReleases times.
+func (a *Agent) answerStillAwaited(env *protocol.Envelope, m queue.Message) bool {
+	return time.Since(env.SentAt) < a.cfg.GrantWait && m.ReceiveCount <= maxAnswerReleases
 }
 
 // configure hands new config values to a plugin that implements Configure.

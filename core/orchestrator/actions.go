@@ -200,7 +200,7 @@ func (o *Orchestrator) sendGrant(ctx context.Context, s *Server, commission stri
 // back to polling for commissions, rather than waiting out its grant wait
 // (10 s) for a grant that will never come: the cost, before, of every
 // machine that claimed a stale or duplicated copy. The holder, should it
-// receive it, deletes it like any grant delivered again.
+// receive it first, puts it back for the claimant.
 //
 // A claim is refused only with a holder to name, and never the claimant: a
 // grant naming the claimant would grant it the server, and one naming no
