@@ -123,6 +123,12 @@ func Open(dir string, opts Options) (*Queue, error) {
 	case opts.ReuseDelay < 0:
 		opts.ReuseDelay = 0
 	}
+	// Absolute, for the database's file: URI (a relative path would be
+	// read as its authority) and for bells that outlive a chdir.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("local queue: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "bells"), 0o700); err != nil {
 		return nil, fmt.Errorf("local queue: create directory %s: %w", dir, err)
 	}

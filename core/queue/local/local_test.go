@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -210,6 +211,25 @@ func TestMessagesSurviveReopen(t *testing.T) {
 	msgs, err := again.Receive(ctx, "keep", queue.ReceiveOptions{})
 	if err != nil || len(msgs) != 1 || msgs[0].ID != id || msgs[0].Body != "still here" {
 		t.Fatalf("after reopening: %+v, %v", msgs, err)
+	}
+}
+
+// TestRelativeDirectory: a directory given relative to the working
+// directory (roster agent -queue-dir q) is the same queue as its absolute
+// path.
+func TestRelativeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	ctx := context.Background()
+	rel := open(t, "q", local.Options{})
+	mustCreate(t, rel, "jobs", 0)
+	if _, err := rel.Send(ctx, "jobs", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	abs := open(t, filepath.Join(dir, "q"), local.Options{})
+	msgs, err := abs.Receive(ctx, "jobs", queue.ReceiveOptions{})
+	if err != nil || len(msgs) != 1 || msgs[0].Body != "hello" {
+		t.Fatalf("through the absolute path: %+v, %v", msgs, err)
 	}
 }
 
