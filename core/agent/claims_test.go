@@ -156,6 +156,15 @@ func TestAnswerToAnotherClaimantIsLeftForIt(t *testing.T) {
 
 	// The only message on web-1's inbox is the answer: the agent's first
 	// move on the inbox is what it did with it.
+	h.expectLeftOnInbox(wq, answer)
+}
+
+// expectLeftOnInbox checks that the agent's next move on the inbox was to
+// release the order answer, and that another reader of the inbox (the
+// machine it was addressed to) then finds it there.
+func (h *harness) expectLeftOnInbox(wq watchedQueue, answer string) {
+	t := h.t
+	t.Helper()
 	select {
 	case op := <-wq.ops:
 		if op != "release" {
@@ -164,7 +173,6 @@ func TestAnswerToAnotherClaimantIsLeftForIt(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatalf("the agent did not touch the answer within %s", waitLimit)
 	}
-	// m-other, reading the inbox beside the waiting agent, finds it.
 	codec := mustOpenAll(h.keys)
 	deadline := time.Now().Add(waitLimit)
 	for {
@@ -180,7 +188,7 @@ func TestAnswerToAnotherClaimantIsLeftForIt(t *testing.T) {
 			if err != nil || env.ID != answer {
 				t.Fatalf("inbox holds %+v, %v; want the answer %s", env, err, answer)
 			}
-			break
+			return
 		}
 	}
 }
@@ -206,30 +214,5 @@ func TestServerLeavesAnswerToAnotherClaimant(t *testing.T) {
 	}
 
 	answer := h.order(h.inbox, protocol.KindGrant, "m-other", protocol.Grant{Commission: "01OTHERCOPY", Server: "web-1", MachineID: testMachine})
-	select {
-	case op := <-wq.ops:
-		if op != "release" {
-			t.Fatalf("the answer to m-other's claim was %sd by the serving agent, want released", op)
-		}
-	case <-time.After(waitLimit):
-		t.Fatalf("the serving agent did not touch the answer within %s", waitLimit)
-	}
-	codec := mustOpenAll(h.keys)
-	deadline := time.Now().Add(waitLimit)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatalf("the answer to m-other's claim is gone from the inbox (reports: %s)", h.kinds())
-		}
-		msgs, err := h.q.Receive(context.Background(), h.inbox, queue.ReceiveOptions{WaitTime: time.Second, VisibilityTimeout: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 1 {
-			env, err := codec.Open(msgs[0].Body)
-			if err != nil || env.ID != answer {
-				t.Fatalf("inbox holds %+v, %v; want the answer %s", env, err, answer)
-			}
-			return
-		}
-	}
+	h.expectLeftOnInbox(wq, answer)
 }
