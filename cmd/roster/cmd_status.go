@@ -133,6 +133,9 @@ func renderStatus(w io.Writer, st orchestrator.Status, now time.Time, events int
 				}
 			}
 			detail += fmt.Sprintf(" (%s)", since(now, s.CreatedAt))
+			if s.Replaces != "" {
+				detail += " to replace " + s.Replaces
+			}
 		case orchestrator.ServerReady:
 			if s.Healthy {
 				detail = "healthy"
@@ -145,6 +148,9 @@ func renderStatus(w io.Writer, st orchestrator.Status, now time.Time, events int
 			detail += fmt.Sprintf("  load %.2f", s.Load)
 			for _, k := range sortedMetricNames(s.Metrics) {
 				detail += fmt.Sprintf("  %s %.2f", k, s.Metrics[k])
+			}
+			if s.Outdated {
+				detail += "  (outdated: role changed)"
 			}
 		default:
 			detail = s.Reason

@@ -71,6 +71,7 @@ func (o *Orchestrator) sealCommission(s *Server) (string, bool) {
 	// What the server was commissioned with: reconcile sends a Configure
 	// once it is ready if the pools its config refers to changed since.
 	s.ConfigSum = configSum(body.Config, referencedPeers(role, body.Peers))
+	s.Spec = o.spec(role)
 	o.changed()
 	return sealed, true
 }
@@ -273,7 +274,7 @@ func (o *Orchestrator) deregister(ctx context.Context, s *Server) {
 func (o *Orchestrator) removeServer(ctx context.Context, s *Server, kind, why string, keepMachine bool) {
 	o.met.replaced(s.Role, kind)
 	o.event(kind, s.Role, s.Name, s.Machine, "%s: %s", s.Name, why)
-	o.rt.role(s.Role).pendingReplace = append(o.rt.role(s.Role).pendingReplace, s.Name)
+	o.replaceLater(s)
 	m := o.st.Machines[s.Machine]
 	o.forgetServer(ctx, s)
 	if m != nil && !keepMachine {

@@ -73,9 +73,12 @@ type ServerView struct {
 	LastHeartbeat *time.Time         `json:"last_heartbeat,omitempty"`
 	Progress      *Progress          `json:"progress,omitempty"`
 	Replaces      string             `json:"replaces,omitempty"`
-	Reason        string             `json:"reason,omitempty"`
-	CreatedAt     time.Time          `json:"created_at"`
-	ReadyAt       *time.Time         `json:"ready_at,omitempty"`
+	// Outdated is true when the server's role changed (plugin or config)
+	// since it was commissioned: it is refreshed, one server at a time.
+	Outdated  bool       `json:"outdated,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ReadyAt   *time.Time `json:"ready_at,omitempty"`
 }
 
 // MachineView is one machine: GET /v1/machines.
@@ -172,7 +175,7 @@ func (o *Orchestrator) serverViews() []ServerView {
 		ls := o.rt.server(s.Name)
 		v := ServerView{Name: s.Name, Role: s.Role, State: s.State, Machine: s.Machine, Queue: s.Queue, Endpoints: s.Endpoints,
 			Registered: s.Registered, Healthy: ls.healthy, HealthReason: ls.reason, Unhealthy: ls.unhealthyStreak,
-			Load: ls.load, Metrics: ls.metrics, Progress: ls.progress, Replaces: s.Replaces, Reason: s.Reason, CreatedAt: s.CreatedAt}
+			Load: ls.load, Metrics: ls.metrics, Progress: ls.progress, Replaces: s.Replaces, Outdated: o.outdated(s), Reason: s.Reason, CreatedAt: s.CreatedAt}
 		if ls.heartbeats {
 			t := ls.lastSeen.UTC()
 			v.LastHeartbeat = &t

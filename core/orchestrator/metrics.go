@@ -38,6 +38,7 @@ type metrics struct {
 	latencyH     *prometheus.HistogramVec // kind
 	readyH       *prometheus.HistogramVec // role
 	configures   *prometheus.CounterVec   // role
+	refreshes    *prometheus.CounterVec   // role
 	reportsN     atomic.Uint64
 }
 
@@ -63,7 +64,8 @@ func newMetrics(o *Orchestrator) *metrics {
 	m.latencyH = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roster_queue_latency_seconds", Help: "Time from a report's sent_at to its receipt by the orchestrator.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"kind"})
 	m.readyH = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roster_commission_ready_seconds", Help: "Time from commission to ready, by role.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12)}, []string{"role"})
 	m.configures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roster_configures_total", Help: "Configure orders sent because a pool the role's config refers to changed, by role."}, []string{"role"})
-	for _, c := range []prometheus.Collector{m.servers, m.machines, m.spares, m.desired, m.metricAvg, m.epoch, m.commissions, m.replacements, m.scalings, m.failures, m.rejectedVec, m.reports, m.claimsIgn, m.launches, m.retirements, m.orphans, m.latencyH, m.readyH, m.configures,
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roster_refreshes_total", Help: "Outdated servers (their role's plugin or config changed) given a successor, by role."}, []string{"role"})
+	for _, c := range []prometheus.Collector{m.servers, m.machines, m.spares, m.desired, m.metricAvg, m.epoch, m.commissions, m.replacements, m.scalings, m.failures, m.rejectedVec, m.reports, m.claimsIgn, m.launches, m.retirements, m.orphans, m.latencyH, m.readyH, m.configures, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -72,6 +74,7 @@ func newMetrics(o *Orchestrator) *metrics {
 	}
 	for _, r := range o.opts.Config.Roles {
 		m.commissions.WithLabelValues(r.Name)
+		m.refreshes.WithLabelValues(r.Name)
 		for _, why := range []string{"lost", "unhealthy", "abandon", "failed"} {
 			m.replacements.WithLabelValues(r.Name, why)
 		}
@@ -105,6 +108,7 @@ func (m *metrics) launched()                 { m.launches.WithLabelValues("ok").
 func (m *metrics) launchFailed()             { m.launches.WithLabelValues("error").Inc() }
 func (m *metrics) retired()                  { m.retirements.Inc() }
 func (m *metrics) orphan(what string)        { m.orphans.WithLabelValues(what).Inc() }
+func (m *metrics) refreshed(role string)     { m.refreshes.WithLabelValues(role).Inc() }
 func (m *metrics) configured(role string, n int) {
 	m.configures.WithLabelValues(role).Add(float64(n))
 }

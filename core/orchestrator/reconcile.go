@@ -197,6 +197,7 @@ func (o *Orchestrator) checkMachines(ctx context.Context, now time.Time) {
 // reconcileRole replaces failed servers and applies the scaling policy.
 func (o *Orchestrator) reconcileRole(ctx context.Context, role *config.Role, now time.Time) {
 	lr := o.rt.role(role.Name)
+	o.refreshHandOver(ctx, role)
 	current, ready := o.poolSize(role.Name)
 	if now.Before(lr.holdUntil) && !o.draining {
 		// Provisions keep failing: commission nothing until the backoff
@@ -238,6 +239,9 @@ func (o *Orchestrator) reconcileRole(ctx context.Context, role *config.Role, now
 	}
 	lr.decision, lr.decided = d, true
 	if d.Desired == current {
+		if !o.draining {
+			o.refreshNext(ctx, role)
+		}
 		return
 	}
 	if !o.draining {
@@ -276,6 +280,9 @@ func (o *Orchestrator) poolSize(role string) (current, ready int) {
 		}
 		switch s.State {
 		case ServerReady:
+			if o.beingRefreshed(s) {
+				continue // counted as its successor
+			}
 			ready++
 			current++
 		case ServerCommissioning, ServerProvisioning:
@@ -299,7 +306,9 @@ func (o *Orchestrator) scaleInOrder(role *config.Role) []*Server {
 		case ServerCommissioning:
 			pending = append(pending, s)
 		case ServerReady:
-			ready = append(ready, s)
+			if !o.beingRefreshed(s) {
+				ready = append(ready, s)
+			}
 		}
 	}
 	metric := "load"

@@ -485,7 +485,7 @@ func (o *Orchestrator) onFailed(ctx context.Context, r report, b protocol.Failed
 		o.met.failed(s.Role, b.Stage)
 		o.met.replaced(s.Role, "failed")
 		o.event("failed", s.Role, s.Name, id, "%s: provision failed on %s: %s", s.Name, id, b.Error)
-		o.rt.role(s.Role).pendingReplace = append(o.rt.role(s.Role).pendingReplace, s.Name)
+		o.replaceLater(s)
 		o.backoff(s.Role, time.Now())
 		o.forgetServer(ctx, s)
 		if m != nil && m.State == MachineServer {

@@ -86,6 +86,9 @@ type liveRole struct {
 	config    protocol.Value
 	peersSum  string
 	configErr error
+	// spec is the role's spec (roleSpec), once specDone.
+	spec     string
+	specDone bool
 }
 
 type sample struct {

@@ -103,6 +103,10 @@ type Server struct {
 	// the generation of the last Configure sent to it.
 	ConfigSum        string `json:"config_sum,omitempty"`
 	ConfigGeneration uint64 `json:"config_generation,omitempty"`
+	// Spec is the role's spec (plugin and config as written) when the
+	// server was commissioned: a ready server whose role's spec differs
+	// now is refreshed (refresh.go).
+	Spec string `json:"spec,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	GrantedAt  time.Time `json:"granted_at,omitempty"`
