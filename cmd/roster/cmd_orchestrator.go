@@ -13,12 +13,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/rosterhq/roster/core/balancer"
 	"github.com/rosterhq/roster/core/config"
@@ -56,6 +56,9 @@ func runOrchestrator(args []string, stdout, stderr io.Writer) int {
 		"Runs the orchestrator with the queue backend, provider and balancers of the",
 		"config. SIGTERM or SIGINT stops it and leaves the fleet running: the next",
 		"start on the same data_dir carries on (`roster up` drains the fleet instead).",
+		"SIGHUP reloads the roles and the spare target; a role whose plugin or config",
+		"changed has its servers replaced one at a time. A config with errors changes",
+		"nothing.",
 	)
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -74,6 +77,7 @@ func runOrchestrator(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.Close()
+	st.reloadOnHangup(ctx, *cfgPath, stderr)
 	if err := st.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error(err.Error())
 		return 1
@@ -100,14 +104,18 @@ type stackOptions struct {
 // stack is an orchestrator with everything it runs on: the queue backend,
 // the provider, the balancers and the API server.
 type stack struct {
-	cfg  *config.Orchestrator
-	log  hclog.Logger
-	q    queue.Queue
-	prov provider.Provider
-	bals map[string]balancer.Balancer
-	o    *orchestrator.Orchestrator
-	ln   net.Listener
-	srv  *http.Server
+	cfg *config.Orchestrator
+	// current is the config as last loaded: cfg, or a reload's.
+	current atomic.Pointer[config.Orchestrator]
+	// ForceLocal, as opened.
+	forceLocal bool
+	log        hclog.Logger
+	q          queue.Queue
+	prov       provider.Provider
+	bals       map[string]balancer.Balancer
+	o          *orchestrator.Orchestrator
+	ln         net.Listener
+	srv        *http.Server
 }
 
 // openStack loads the config, the keys (made on first run), the queue
@@ -128,7 +136,8 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 	if diags.HasErrors() || cfg == nil {
 		return nil, fmt.Errorf("config %s has errors", so.ConfigPath)
 	}
-	s := &stack{cfg: cfg, log: so.Logger, bals: map[string]balancer.Balancer{}}
+	s := &stack{cfg: cfg, log: so.Logger, bals: map[string]balancer.Balancer{}, forceLocal: so.ForceLocal}
+	s.current.Store(cfg)
 	ok := false
 	defer func() {
 		if !ok {
@@ -194,7 +203,7 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 	}
 
 	s.o, err = orchestrator.New(orchestrator.Options{Config: cfg, Queue: s.q, Provider: s.prov, Balancers: s.bals, Keys: keys,
-		Logger: so.Logger, ResolveConfig: resolveRoleConfig})
+		Logger: so.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -219,20 +228,55 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 	return s, nil
 }
 
-// resolveRoleConfig resolves a role's references to other roles with the
-// endpoints of the first ready server of each.
-func resolveRoleConfig(r *config.Role, peers map[string][]protocol.Peer) (cty.Value, error) {
-	eps := map[string]map[string]string{}
-	for name, ps := range peers {
-		if len(ps) > 0 {
-			eps[name] = ps[0].Endpoints
+// reload decodes the config at path again and applies its roles and spare
+// target (orchestrator.Reload). A config with errors changes nothing: its
+// diagnostics, with file, line and field, go to diags.
+func (s *stack) reload(ctx context.Context, path string, diags io.Writer) ([]string, error) {
+	loader := config.NewLoader()
+	cfg, ds := loader.Load(ctx, path, pluginSchemasFor)
+	if !s.forceLocal && cfg != nil {
+		_, pdiags := providerConfig(cfg)
+		ds = append(ds, pdiags...)
+	}
+	if len(ds) > 0 && diags != nil {
+		w := hcl.NewDiagnosticTextWriter(diags, loader.Files(), 100, false)
+		_ = w.WriteDiagnostics(ds)
+	}
+	if ds.HasErrors() || cfg == nil {
+		return nil, fmt.Errorf("config %s has errors; the running config is unchanged", path)
+	}
+	changes, err := s.o.Reload(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.current.Store(cfg)
+	return changes, nil
+}
+
+// reloadOnHangup reloads the config on every SIGHUP until ctx is done.
+func (s *stack) reloadOnHangup(ctx context.Context, path string, diags io.Writer) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			s.log.Info("SIGHUP: reloading the config", "path", path)
+			changes, err := s.reload(ctx, path, diags)
+			if err != nil {
+				s.log.Error("reload refused", "error", err)
+				s.o.ReloadRefused(err)
+				continue
+			}
+			for _, c := range changes {
+				s.log.Info("reloaded: " + c)
+			}
 		}
-	}
-	v, diags := r.ResolveConfig(eps)
-	if diags.HasErrors() {
-		return cty.NilVal, diags
-	}
-	return v, nil
+	}()
 }
 
 // Run serves the API and runs the orchestrator until ctx is done.

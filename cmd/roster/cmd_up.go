@@ -44,7 +44,8 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		"embedded queue, the local provider (machines are `roster agent` processes) and",
 		"the built-in plugins, and shows pools, servers, spares and events live.",
 		"Ctrl-C drains every server, halts it, and stops every process it started; a",
-		"second Ctrl-C stops them at once.",
+		"second Ctrl-C stops them at once. SIGHUP reloads the roles and spares, as",
+		"`roster orchestrator` does.",
 	)
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -89,6 +90,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
+	st.reloadOnHangup(runCtx, cfgPath, logOut)
 	runErr := make(chan error, 1)
 	go func() { runErr <- st.Run(runCtx) }()
 
@@ -109,7 +111,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	case <-sigs:
 		// Drain: every server halts, every machine is terminated.
-		drainFor := longestDrain(st.cfg) + 30*time.Second
+		drainFor := longestDrain(st.current.Load()) + 30*time.Second
 		dctx, cancel := context.WithTimeout(context.Background(), drainFor)
 		go func() {
 			select {

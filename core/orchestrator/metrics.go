@@ -73,14 +73,19 @@ func newMetrics(o *Orchestrator) *metrics {
 		m.rejectedVec.WithLabelValues(string(r))
 	}
 	for _, r := range o.opts.Config.Roles {
-		m.commissions.WithLabelValues(r.Name)
-		m.refreshes.WithLabelValues(r.Name)
-		for _, why := range []string{"lost", "unhealthy", "abandon", "failed"} {
-			m.replacements.WithLabelValues(r.Name, why)
-		}
+		m.addRole(r.Name)
 	}
 	m.rejected = func(r protocol.Reason) { m.rejectedVec.WithLabelValues(string(r)).Inc() }
 	return m
+}
+
+// addRole makes the role's counters show from zero.
+func (m *metrics) addRole(name string) {
+	m.commissions.WithLabelValues(name)
+	m.refreshes.WithLabelValues(name)
+	for _, why := range []string{"lost", "unhealthy", "abandon", "failed"} {
+		m.replacements.WithLabelValues(name, why)
+	}
 }
 
 func (m *metrics) handler() http.Handler {

@@ -91,7 +91,13 @@ func (o *Orchestrator) reconcile(ctx context.Context) {
 	if !o.rt.syncing && now.Sub(o.lastSync) >= o.opts.SyncInterval {
 		o.lastSync = now
 		o.rt.syncing = true
-		go o.sync(ctx)
+		regs := map[string]balancer.Balancer{}
+		for _, r := range o.roles {
+			if r.Register != nil {
+				regs[r.Name] = o.bals[r.Register.Balancer]
+			}
+		}
+		go o.sync(ctx, regs)
 	}
 	o.met.observe(o)
 }
@@ -392,25 +398,22 @@ func (o *Orchestrator) reconcileSpares(ctx context.Context, now time.Time) {
 }
 
 // sync compares the state with the queue backend's, the provider's and the
-// balancers' own lists. It runs on its own goroutine and applies what it
-// found in the loop.
-func (o *Orchestrator) sync(ctx context.Context) {
+// balancers' own lists (regs: the balancer of each role that registers).
+// It runs on its own goroutine and applies what it found in the loop.
+func (o *Orchestrator) sync(ctx context.Context, regs map[string]balancer.Balancer) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	queues, qerr := o.q.ListQueues(sctx, protocol.ServerQueuePrefix(o.cfg.Cluster))
 	machines, perr := o.prov.List(sctx, map[string]string{provider.TagCluster: o.cfg.Cluster})
 	routes := map[string][]balancer.Backend{}
 	var berr error
-	for _, r := range o.roles {
-		if r.Register == nil {
-			continue
-		}
-		l, err := o.bals[r.Register.Balancer].List(sctx, r.Name)
+	for name, b := range regs {
+		l, err := b.List(sctx, name)
 		if err != nil {
 			berr = err
 			continue
 		}
-		routes[r.Name] = l
+		routes[name] = l
 	}
 	listedAt := time.Now()
 	o.post(ctx, func() {

@@ -98,11 +98,8 @@ func TestRoleSpecFromFiles(t *testing.T) {
 // servers, never more than one successor on its way, and ends with new
 // servers only.
 func TestRefreshReplacesOutdatedServersOneAtATime(t *testing.T) {
-	r := testRole()
-	r.Count = config.Count{Min: 2, Max: 2}
-	r.Config = cty.ObjectVal(map[string]cty.Value{"version": cty.StringVal("1")})
-	h := newHarness(t, 0, r)
-	st := h.waitFor("baseline", 20*time.Second, ready(2))
+	h, r := versionedPool(t, config.Count{Min: 2, Max: 2})
+	st := h.o.Status()
 	var old []string
 	for _, s := range st.Servers {
 		if s.Outdated {
@@ -183,12 +180,8 @@ func TestRefreshReplacesOutdatedServersOneAtATime(t *testing.T) {
 // fails is not replaced as a failed server would be: the outdated server
 // keeps serving, and the refresh tries again after the backoff.
 func TestFailedSuccessorLeavesTheOutdatedServer(t *testing.T) {
-	r := testRole()
 	// Room above min: a failed server's replacement could be commissioned.
-	r.Count = config.Count{Min: 1, Max: 3}
-	r.Config = cty.ObjectVal(map[string]cty.Value{"version": cty.StringVal("1")})
-	h := newHarness(t, 0, r)
-	h.waitFor("baseline", 20*time.Second, ready(1))
+	h, r := versionedPool(t, config.Count{Min: 1, Max: 3})
 
 	h.stop()
 	r.Config = cty.ObjectVal(map[string]cty.Value{"version": cty.StringVal("2")})
@@ -222,4 +215,16 @@ func TestFailedSuccessorLeavesTheOutdatedServer(t *testing.T) {
 	h.waitFor("web-1 refreshed", 30*time.Second, func(st Status) bool {
 		return ready(1)(st) && st.Servers[0].Name != "web-1" && !st.Servers[0].Outdated
 	})
+}
+
+// versionedPool runs a web role with config {version = "1"} and waits for
+// count.min ready servers.
+func versionedPool(t *testing.T, count config.Count) (*harness, *config.Role) {
+	t.Helper()
+	r := testRole()
+	r.Count = count
+	r.Config = cty.ObjectVal(map[string]cty.Value{"version": cty.StringVal("1")})
+	h := newHarness(t, 0, r)
+	h.waitFor("baseline", 20*time.Second, ready(count.Min))
+	return h, r
 }
