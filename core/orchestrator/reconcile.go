@@ -280,13 +280,14 @@ func (o *Orchestrator) reconcileRole(ctx context.Context, role *config.Role, now
 // poolSize counts the servers of a role that count toward capacity, and
 // those of them that are ready.
 func (o *Orchestrator) poolSize(role string) (current, ready int) {
+	succ := o.successors(role)
 	for _, s := range o.st.Servers {
 		if s.Role != role {
 			continue
 		}
 		switch s.State {
 		case ServerReady:
-			if o.beingRefreshed(s) {
+			if beingRefreshed(s, succ) {
 				continue // counted as its successor
 			}
 			ready++
@@ -304,6 +305,7 @@ func (o *Orchestrator) poolSize(role string) (current, ready int) {
 // about to carry load.
 func (o *Orchestrator) scaleInOrder(role *config.Role) []*Server {
 	var pending, ready []*Server
+	succ := o.successors(role.Name)
 	for _, s := range sortedServers(o.st.Servers) {
 		if s.Role != role.Name {
 			continue
@@ -312,7 +314,7 @@ func (o *Orchestrator) scaleInOrder(role *config.Role) []*Server {
 		case ServerCommissioning:
 			pending = append(pending, s)
 		case ServerReady:
-			if !o.beingRefreshed(s) {
+			if !beingRefreshed(s, succ) {
 				ready = append(ready, s)
 			}
 		}

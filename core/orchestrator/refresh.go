@@ -69,26 +69,31 @@ func (o *Orchestrator) outdated(s *Server) bool {
 	return role != nil && s.Spec != "" && s.Spec != o.spec(role)
 }
 
-// successorOf returns the live server commissioned to take over from s, or
-// nil.
-func (o *Orchestrator) successorOf(s *Server) *Server {
+// successors maps the servers of a role that are being refreshed to their
+// live successors (commissioning, provisioning or ready), in one pass over
+// the servers: reconcile asks for every server of a pool of thousands.
+func (o *Orchestrator) successors(role string) map[string]*Server {
+	var out map[string]*Server
 	for _, n := range o.st.Servers {
-		if n.Replaces != s.Name || n.Role != s.Role {
+		if n.Role != role || n.Replaces == "" {
 			continue
 		}
 		switch n.State {
 		case ServerCommissioning, ServerProvisioning, ServerReady:
-			return n
+			if out == nil {
+				out = map[string]*Server{}
+			}
+			out[n.Replaces] = n
 		}
 	}
-	return nil
+	return out
 }
 
 // beingRefreshed reports whether s is a ready server whose successor is on
-// its way: it counts as that successor for the policy and is not picked
-// for a scale-in.
-func (o *Orchestrator) beingRefreshed(s *Server) bool {
-	return s.State == ServerReady && o.successorOf(s) != nil
+// its way (succ from successors): it counts as that successor for the
+// policy and is not picked for a scale-in.
+func beingRefreshed(s *Server, succ map[string]*Server) bool {
+	return s.State == ServerReady && succ[s.Name] != nil
 }
 
 // replaceLater has reconcile commission a replacement for s, a server
@@ -105,11 +110,15 @@ func (o *Orchestrator) replaceLater(s *Server) {
 // refreshHandOver drains the outdated servers whose successors are ready.
 // It runs before the role's pool is counted, so the policy never sees both.
 func (o *Orchestrator) refreshHandOver(ctx context.Context, role *config.Role) {
+	succ := o.successors(role.Name)
+	if len(succ) == 0 {
+		return
+	}
 	for _, s := range sortedServers(o.st.Servers) {
 		if s.Role != role.Name || s.State != ServerReady {
 			continue
 		}
-		if n := o.successorOf(s); n != nil && n.State == ServerReady {
+		if n := succ[s.Name]; n != nil && n.State == ServerReady {
 			o.event("refresh", role.Name, s.Name, s.Machine, "%s: replaced by %s, draining", s.Name, n.Name)
 			o.drain(ctx, s, "refreshed: replaced by "+n.Name)
 		}
@@ -120,7 +129,7 @@ func (o *Orchestrator) refreshHandOver(ctx context.Context, role *config.Role) {
 // steady pool, if there is one and no refresh of the role is under way.
 func (o *Orchestrator) refreshNext(ctx context.Context, role *config.Role) {
 	var next *Server
-	for _, s := range sortedServers(o.st.Servers) {
+	for _, s := range o.st.Servers {
 		if s.Role != role.Name {
 			continue
 		}
@@ -128,7 +137,10 @@ func (o *Orchestrator) refreshNext(ctx context.Context, role *config.Role) {
 		case ServerCommissioning, ServerProvisioning:
 			return // not steady, or a successor on its way
 		case ServerReady:
-			if o.outdated(s) && (next == nil || s.ReadyAt.Before(next.ReadyAt)) {
+			if !o.outdated(s) {
+				continue
+			}
+			if next == nil || s.ReadyAt.Before(next.ReadyAt) || (s.ReadyAt.Equal(next.ReadyAt) && serverLess(s.Name, next.Name)) {
 				next = s
 			}
 		}
