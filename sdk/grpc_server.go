@@ -47,6 +47,7 @@ func (s *grpcServer) Info(ctx context.Context, _ *rolev1.InfoRequest) (*rolev1.I
 		ProtocolVersion: ProtocolVersion,
 		Description:     info.Description,
 		Configurable:    configurable,
+		Stateful:        info.Stateful,
 	}, nil
 }
 

@@ -57,6 +57,13 @@ type Info struct {
 	Description string
 	// Configurable is true when the role implements Configurer; Serve fills it in.
 	Configurable bool
+	// Stateful roles keep data that a new server of the role does not have
+	// (a database primary's rows): replacing a server loses it. The
+	// orchestrator refreshes the servers of a role whose plugin or config
+	// changed (replaces them one at a time) only when the role file says
+	// `refresh = true` for a stateful role; other roles are refreshed unless
+	// it says `refresh = false`.
+	Stateful bool
 }
 
 // Server identifies the server a call concerns.

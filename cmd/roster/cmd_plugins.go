@@ -140,6 +140,9 @@ func printPlugins(w io.Writer, dir string, list []pluginhost.PluginInfo) {
 		if p.Info.Configurable {
 			fmt.Fprintln(w, "  implements Configure")
 		}
+		if p.Info.Stateful {
+			fmt.Fprintln(w, "  stateful: servers are refreshed only with refresh = true")
+		}
 		if len(p.Schema.Attributes) == 0 && len(p.Schema.Blocks) == 0 {
 			fmt.Fprintln(w, "  config: (none)")
 			continue
@@ -211,6 +214,7 @@ type pluginJSON struct {
 	ProtocolVersion int         `json:"protocol_version,omitempty"`
 	Description     string      `json:"description,omitempty"`
 	Configurable    bool        `json:"configurable"`
+	Stateful        bool        `json:"stateful"`
 	Digest          string      `json:"digest,omitempty"`
 	Pinned          string      `json:"pinned,omitempty"`
 	Error           string      `json:"error,omitempty"`
@@ -247,7 +251,7 @@ func toPluginJSON(p pluginhost.PluginInfo) pluginJSON {
 		return out
 	}
 	out.Version, out.ProtocolVersion = p.Info.Version, p.Info.ProtocolVersion
-	out.Description, out.Configurable = p.Info.Description, p.Info.Configurable
+	out.Description, out.Configurable, out.Stateful = p.Info.Description, p.Info.Configurable, p.Info.Stateful
 	s := toSchemaJSON(p.Schema)
 	out.Schema = &s
 	return out

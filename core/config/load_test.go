@@ -85,12 +85,19 @@ func TestLoadFull(t *testing.T) {
 	check("db health", db.Health, Health{Interval: 5 * time.Second, Timeout: 2 * time.Second, UnhealthyAfter: 3, LostAfter: 15 * time.Second})
 	check("db port", db.Config.GetAttr("port").AsBigFloat().String(), "5432")
 	check("db register", db.Register == nil, true)
+	// The db plugin says it is stateful: not refreshed unless the role
+	// file says so; web's is not, and refreshes.
+	check("db stateful", db.Stateful, true)
+	check("db refreshes", db.Refreshes(), false)
+	check("web refreshes", web.Refreshes(), true)
 
 	cache := o.Role("cache")
 	check("cache tolerance", cache.Scale.Tolerance, 0.2)
 	check("cache register", *cache.Register, Register{Balancer: "list", Endpoint: "http"})
 	check("cache root", cache.Config.GetAttr("root").AsString(), "/srv/cache")
 	check("cache provision_delay", cache.Config.GetAttr("provision_delay").AsString(), "0s")
+	check("cache refresh", *cache.Refresh, false)
+	check("cache refreshes", cache.Refreshes(), false)
 }
 
 func TestLoadDefaults(t *testing.T) {

@@ -26,6 +26,13 @@ type PluginSchemas interface {
 	PluginSchema(ctx context.Context, name string) (sdk.Schema, error)
 }
 
+// RoleInfos is optionally implemented by a PluginSchemas (the plugin host
+// does): the plugins' Info, for what core needs to know of a role's plugin
+// beyond its schema (Role.Stateful).
+type RoleInfos interface {
+	RoleInfo(ctx context.Context, name string) (sdk.Info, error)
+}
+
 // SchemaMap is a fixed catalog of plugin schemas, for tests and for tools
 // that know their plugins without launching them.
 type SchemaMap map[string]sdk.Schema
@@ -293,6 +300,13 @@ func decodeConfig(ctx context.Context, d roleDecl, cache *schemaCache, declared 
 			Detail:   detail,
 			Subject:  d.pluginAttr.Expr.Range().Ptr(),
 		}}
+	}
+	if ri, ok := cache.inner.(RoleInfos); ok {
+		// The plugin answered its schema: its Info is at hand (the host
+		// asked both in one launch); without it, the role is not stateful.
+		if info, err := ri.RoleInfo(ctx, r.Plugin); err == nil {
+			r.Stateful = info.Stateful
+		}
 	}
 	if err := schema.Validate(); err != nil {
 		return hcl.Diagnostics{{

@@ -36,6 +36,7 @@ var roleSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "plugin", Required: true},
 		{Name: "reuse"},
+		{Name: "refresh"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "count"},
@@ -95,6 +96,10 @@ func (d *decoder) role(b *hcl.Block, path string) roleDecl {
 		}
 	}
 	d.value(c.Attributes, "reuse", &r.Reuse)
+	var refresh bool
+	if d.value(c.Attributes, "refresh", &refresh) != nil {
+		r.Refresh = &refresh
+	}
 
 	if cb := d.single(c.Blocks, "count"); cb != nil {
 		d.count(cb, r)

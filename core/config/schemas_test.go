@@ -65,6 +65,11 @@ func (c *countingSchemas) PluginSchema(ctx context.Context, name string) (sdk.Sc
 	return c.m.PluginSchema(ctx, name)
 }
 
+// RoleInfo answers as the plugin host does: the db plugin is stateful.
+func (c *countingSchemas) RoleInfo(_ context.Context, name string) (sdk.Info, error) {
+	return sdk.Info{Name: name, Stateful: name == "db"}, nil
+}
+
 func (c *countingSchemas) schemasFunc() SchemasFunc {
 	return func(*Orchestrator) (PluginSchemas, error) { return c, nil }
 }

@@ -113,6 +113,14 @@ type Role struct {
 	Plugin string
 	File   string // the role file
 	Reuse  bool   // a decommissioned machine goes back to being a spare
+	// Refresh is the role file's `refresh`: whether servers whose plugin or
+	// config changed are replaced one at a time; nil when not set (see
+	// Refreshes).
+	Refresh *bool
+	// Stateful is what the role's plugin says of itself (sdk.Info): its
+	// servers keep data a new server does not have. Set when the loader's
+	// PluginSchemas also answers RoleInfo.
+	Stateful bool
 
 	Count     Count
 	Scale     *Scale // nil: the pool stays at count.min
@@ -141,6 +149,16 @@ type Role struct {
 	sensitive     []hcl.Range     // the sensitive attributes in ConfigBody
 	registerRange hcl.Range       // register.balancer's expression
 	scaleRange    hcl.Range       // the scale block's header
+}
+
+// Refreshes reports whether the orchestrator replaces the role's servers
+// when its plugin or config changes: as the role file says, else unless
+// the plugin is stateful (replacing a database primary loses its data).
+func (r *Role) Refreshes() bool {
+	if r.Refresh != nil {
+		return *r.Refresh
+	}
+	return !r.Stateful
 }
 
 // Count bounds the pool.

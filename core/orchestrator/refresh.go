@@ -27,7 +27,11 @@ import (
 // successor provisions; once the successor is ready the outdated server is
 // drained like any scale-in. A successor that fails is not replaced: the
 // outdated server still serves, and the refresh starts again after the
-// role's failure backoff. Count, scale, health, drain and register
+// role's failure backoff. A role whose plugin says it is stateful (a
+// database primary: a new server lacks the rows written since) is refreshed
+// only when its role file says `refresh = true`; `refresh = false` holds
+// any role. Its outdated servers are marked and one event says they wait
+// for the operator. Count, scale, health, drain and register
 // settings are the orchestrator's own and apply at once; they never
 // refresh a server. References to other roles are part of the spec as
 // written (role.db.endpoints.postgres), not as resolved: a change of the
@@ -146,6 +150,18 @@ func (o *Orchestrator) refreshNext(ctx context.Context, role *config.Role) {
 		}
 	}
 	if next == nil {
+		return
+	}
+	if !role.Refreshes() {
+		lr := o.rt.role(role.Name)
+		if !lr.refreshHeld {
+			lr.refreshHeld = true
+			why := "refresh = false"
+			if role.Refresh == nil {
+				why = "its plugin is stateful and the role file does not say refresh = true"
+			}
+			o.event("refresh", role.Name, next.Name, next.Machine, "%s: outdated servers are not replaced (%s): replace them yourself, or set refresh = true", role.Name, why)
+		}
 		return
 	}
 	n, err := o.commission(ctx, role, next.Name, fmt.Sprintf("refreshing %s: role %s changed", next.Name, role.Name))

@@ -228,3 +228,43 @@ func versionedPool(t *testing.T, count config.Count) (*harness, *config.Role) {
 	h.waitFor("baseline", 20*time.Second, ready(count.Min))
 	return h, r
 }
+
+// TestStatefulRoleIsNotRefreshed: a role whose plugin is stateful keeps its
+// outdated servers (marked, with one event saying so) unless its role file
+// says refresh = true; refresh = false holds any role.
+func TestStatefulRoleIsNotRefreshed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		stateful bool
+		refresh  *bool
+		why      string
+	}{
+		{"stateful", true, nil, "its plugin is stateful"},
+		{"refresh off", false, new(false), "refresh = false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, r := versionedPool(t, config.Count{Min: 1, Max: 2})
+			h.stop()
+			r.Config = cty.ObjectVal(map[string]cty.Value{"version": cty.StringVal("2")})
+			r.Stateful, r.Refresh = tc.stateful, tc.refresh
+			h.start()
+			h.waitFor("the held refresh's event", 20*time.Second, func(st Status) bool {
+				return hasEvent(st, "refresh", "outdated servers are not replaced ("+tc.why)
+			})
+			st := h.o.Status()
+			if len(st.Servers) != 1 || st.Servers[0].Name != "web-1" || !st.Servers[0].Outdated || st.Servers[0].State != ServerReady {
+				t.Fatalf("web-1 should serve on, outdated and alone: %+v", st.Servers)
+			}
+
+			// Saying refresh = true in a reload replaces it.
+			r2 := *r
+			r2.Refresh = new(true)
+			if _, err := h.o.Reload(h.reloaded(0, &r2)); err != nil {
+				t.Fatal(err)
+			}
+			h.waitFor("web-1 refreshed", 30*time.Second, func(st Status) bool {
+				return ready(1)(st) && st.Servers[0].Name != "web-1" && !st.Servers[0].Outdated
+			})
+		})
+	}
+}

@@ -53,13 +53,17 @@ func (o *Orchestrator) Reload(cfg *config.Orchestrator) ([]string, error) {
 		}
 		var what []string
 		if roleSpec(r) != roleSpec(old) {
-			what = append(what, "plugin or config: its servers are refreshed")
+			if r.Refreshes() {
+				what = append(what, "plugin or config: its servers are refreshed")
+			} else {
+				what = append(what, "plugin or config: its servers are outdated, not replaced (refresh off)")
+			}
 		}
 		if r.Count != old.Count {
 			what = append(what, fmt.Sprintf("count %d..%d → %d..%d", old.Count.Min, old.Count.Max, r.Count.Min, r.Count.Max))
 		}
 		if !equalPtr(r.Scale, old.Scale) || r.Health != old.Health || r.Provision != old.Provision || r.Drain != old.Drain ||
-			!equalPtr(r.Register, old.Register) || r.Reuse != old.Reuse {
+			!equalPtr(r.Register, old.Register) || r.Reuse != old.Reuse || r.Refreshes() != old.Refreshes() {
 			what = append(what, "settings")
 		}
 		if len(what) > 0 {
@@ -80,7 +84,7 @@ func (o *Orchestrator) Reload(cfg *config.Orchestrator) ([]string, error) {
 		// What was computed from the role before: its spec and its
 		// resolved config.
 		lr := o.rt.role(r.Name)
-		lr.spec, lr.specDone = "", false
+		lr.spec, lr.specDone, lr.refreshHeld = "", false, false
 		lr.config, lr.peersSum, lr.configErr = protocol.Value{}, "", nil
 	}
 	if len(changes) == 0 {

@@ -89,6 +89,9 @@ type liveRole struct {
 	// spec is the role's spec (roleSpec), once specDone.
 	spec     string
 	specDone bool
+	// refreshHeld is set once the event saying that the role's outdated
+	// servers are not replaced (refresh off) was recorded.
+	refreshHeld bool
 }
 
 type sample struct {

@@ -87,20 +87,20 @@ type Host struct {
 	selfPath string // shown and hashed
 	selfExec string // executed
 
-	mu      sync.Mutex
-	schemas map[string]sdk.Schema // name@digest
-	digests map[fileKey]string
+	mu        sync.Mutex
+	described map[string]described // name@digest
+	digests   map[fileKey]string
 }
 
 // New checks opts and returns a Host. It starts nothing.
 func New(opts Options) (*Host, error) {
 	h := &Host{
-		opts:     opts,
-		logger:   opts.Logger,
-		pins:     map[string]string{},
-		builtins: map[string]bool{},
-		schemas:  map[string]sdk.Schema{},
-		digests:  map[fileKey]string{},
+		opts:      opts,
+		logger:    opts.Logger,
+		pins:      map[string]string{},
+		builtins:  map[string]bool{},
+		described: map[string]described{},
+		digests:   map[fileKey]string{},
 	}
 	if h.logger == nil {
 		h.logger = hclog.Default()
@@ -281,7 +281,7 @@ func (h *Host) List(ctx context.Context) ([]PluginInfo, error) {
 			pi.Schema, err = inst.role.ConfigSchema(ctx)
 		}
 		if err == nil {
-			h.cacheSchema(n, inst.digest, pi.Schema)
+			h.cache(n, inst.digest, described{info: pi.Info, schema: pi.Schema})
 		}
 		pi.Err = err
 		inst.stop()
@@ -295,47 +295,71 @@ func (h *Host) List(ctx context.Context) ([]PluginInfo, error) {
 	return out, nil
 }
 
+// described is what a plugin says of itself: its Info and its config
+// schema.
+type described struct {
+	info   sdk.Info
+	schema sdk.Schema
+}
+
 // PluginSchema returns the config schema a plugin declares. It launches the
 // plugin, asks, and stops it; the answer is kept for the plugin's name and
 // the digest of its executable, so that a changed file is asked again. A
 // plugin that does not exist gives an error wrapping sdk.ErrNotFound.
 func (h *Host) PluginSchema(ctx context.Context, name string) (sdk.Schema, error) {
+	d, err := h.describe(ctx, name)
+	return d.schema, err
+}
+
+// RoleInfo returns a plugin's Info, asked and kept as PluginSchema's answer
+// is (one launch answers both).
+func (h *Host) RoleInfo(ctx context.Context, name string) (sdk.Info, error) {
+	d, err := h.describe(ctx, name)
+	return d.info, err
+}
+
+func (h *Host) describe(ctx context.Context, name string) (described, error) {
 	src, err := h.find(name)
 	if err != nil {
-		return sdk.Schema{}, err
+		return described{}, err
 	}
-	if d, err := h.quickDigest(src.execPath); err == nil {
-		if s, ok := h.cachedSchema(name, d); ok {
-			return s, nil
+	if dg, err := h.quickDigest(src.execPath); err == nil {
+		if d, ok := h.cached(name, dg); ok {
+			return d, nil
 		}
 	}
 	inst, err := h.start(ctx, src, true)
 	if err != nil {
-		return sdk.Schema{}, err
+		return described{}, err
 	}
 	defer inst.stop()
+	info, err := inst.role.Info(ctx)
+	if err != nil {
+		return described{}, fmt.Errorf("plugin %q: info: %w", name, err)
+	}
 	s, err := inst.role.ConfigSchema(ctx)
 	if err != nil {
-		return sdk.Schema{}, fmt.Errorf("plugin %q: config schema: %w", name, err)
+		return described{}, fmt.Errorf("plugin %q: config schema: %w", name, err)
 	}
-	h.cacheSchema(name, inst.digest, s)
-	return s, nil
+	d := described{info: info, schema: s}
+	h.cache(name, inst.digest, d)
+	return d, nil
 }
 
-func (h *Host) cachedSchema(name, digest string) (sdk.Schema, bool) {
+func (h *Host) cached(name, digest string) (described, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s, ok := h.schemas[name+"@"+digest]
-	return s, ok
+	d, ok := h.described[name+"@"+digest]
+	return d, ok
 }
 
-func (h *Host) cacheSchema(name, digest string, s sdk.Schema) {
+func (h *Host) cache(name, digest string, d described) {
 	if digest == "" {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.schemas[name+"@"+digest] = s
+	h.described[name+"@"+digest] = d
 }
 
 // fileKey identifies a file's content well enough to spare hashing it again

@@ -154,8 +154,12 @@ func TestPluginSchemaCachedPerDigest(t *testing.T) {
 			t.Fatalf("schema %+v", s)
 		}
 	}
+	// One launch answered both: Info is kept beside the schema.
+	if info, err := h.RoleInfo(ctxT(t), "testplugin"); err != nil || info.Name != "testplugin" || !info.Stateful {
+		t.Fatalf("RoleInfo = %+v, %v", info, err)
+	}
 	if n := starts(); n != 1 {
-		t.Fatalf("two PluginSchema calls started %d processes, want 1", n)
+		t.Fatalf("two PluginSchema calls and a RoleInfo started %d processes, want 1", n)
 	}
 	// A changed file is a new digest, asked afresh.
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -171,7 +175,7 @@ func TestPluginSchemaCachedPerDigest(t *testing.T) {
 		t.Fatalf("after the file changed: %d processes started, want 2", n)
 	}
 	d2, _ := FileDigest(path)
-	if _, ok := h.cachedSchema("testplugin", d2); !ok {
+	if _, ok := h.cached("testplugin", d2); !ok {
 		t.Fatalf("schema not cached under the new digest %s", d2)
 	}
 }

@@ -77,6 +77,10 @@ func New() sdk.Role {
 			Name:        Name,
 			Version:     Version,
 			Description: "PostgreSQL from Debian as a private cluster, a primary or a streaming replica",
+			// A new server starts from the dump artifact, not from the
+			// rows written since: never replaced behind the operator's
+			// back when the role file changes.
+			Stateful: true,
 		}, Schema: Schema},
 		servers: rolekit.Servers[entry]{Role: "db"},
 	}

@@ -46,6 +46,7 @@ func (c *client) Info(ctx context.Context) (sdk.Info, error) {
 		ProtocolVersion: int(resp.GetProtocolVersion()),
 		Description:     resp.GetDescription(),
 		Configurable:    configurable,
+		Stateful:        resp.GetStateful(),
 	}, nil
 }
 

@@ -46,7 +46,7 @@ func (s *spy) wait(ctx context.Context) error {
 }
 
 func (s *spy) Info(ctx context.Context) (sdk.Info, error) {
-	return sdk.Info{Name: "spy", Version: "1.2.3", Description: "records calls", ProtocolVersion: 99}, s.wait(ctx)
+	return sdk.Info{Name: "spy", Version: "1.2.3", Description: "records calls", ProtocolVersion: 99, Stateful: true}, s.wait(ctx)
 }
 
 func (s *spy) ConfigSchema(ctx context.Context) (sdk.Schema, error) {
@@ -120,7 +120,7 @@ func TestAdaptersEveryMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sdk.Info{Name: "spy", Version: "1.2.3", Description: "records calls", ProtocolVersion: sdk.ProtocolVersion, Configurable: false}
+	want := sdk.Info{Name: "spy", Version: "1.2.3", Description: "records calls", ProtocolVersion: sdk.ProtocolVersion, Configurable: false, Stateful: true}
 	if info != want {
 		t.Errorf("Info = %+v, want %+v", info, want)
 	}

@@ -24,7 +24,7 @@ var realStderr = os.Stderr
 type role struct{}
 
 func (role) Info(context.Context) (sdk.Info, error) {
-	return sdk.Info{Name: "testplugin", Version: "1.2.3", Description: "plugin host test plugin"}, nil
+	return sdk.Info{Name: "testplugin", Version: "1.2.3", Description: "plugin host test plugin", Stateful: true}, nil
 }
 
 func (role) ConfigSchema(context.Context) (sdk.Schema, error) {

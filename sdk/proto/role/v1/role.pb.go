@@ -341,8 +341,12 @@ type InfoResponse struct {
 	ProtocolVersion int32                  `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	Description     string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	Configurable    bool                   `protobuf:"varint,5,opt,name=configurable,proto3" json:"configurable,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// stateful: the role keeps data that a new server does not have (a
+	// database primary); the orchestrator replaces its servers on a config
+	// change only when the role file says refresh = true.
+	Stateful      bool `protobuf:"varint,6,opt,name=stateful,proto3" json:"stateful,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -406,6 +410,13 @@ func (x *InfoResponse) GetDescription() string {
 func (x *InfoResponse) GetConfigurable() bool {
 	if x != nil {
 		return x.Configurable
+	}
+	return false
+}
+
+func (x *InfoResponse) GetStateful() bool {
+	if x != nil {
+		return x.Stateful
 	}
 	return false
 }
@@ -1482,13 +1493,14 @@ const file_role_v1_role_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"6\n" +
 	"\bPeerList\x12*\n" +
 	"\x05peers\x18\x01 \x03(\v2\x14.roster.role.v1.PeerR\x05peers\"\r\n" +
-	"\vInfoRequest\"\xad\x01\n" +
+	"\vInfoRequest\"\xc9\x01\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12\"\n" +
-	"\fconfigurable\x18\x05 \x01(\bR\fconfigurable\"\x15\n" +
+	"\fconfigurable\x18\x05 \x01(\bR\fconfigurable\x12\x1a\n" +
+	"\bstateful\x18\x06 \x01(\bR\bstateful\"\x15\n" +
 	"\x13ConfigSchemaRequest\"F\n" +
 	"\x14ConfigSchemaResponse\x12.\n" +
 	"\x06schema\x18\x01 \x01(\v2\x16.roster.role.v1.SchemaR\x06schema\"r\n" +

@@ -7,7 +7,8 @@ role "db" {
 }
 
 role "cache" {
-  plugin = "static"
+  plugin  = "static"
+  refresh = false
   scale {
     metric    = "load"
     target    = 0.5

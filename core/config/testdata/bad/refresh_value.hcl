@@ -1,0 +1,4 @@
+role "web" {
+  plugin  = "static"
+  refresh = "rolling"
+}
