@@ -138,39 +138,13 @@ func haproxyPid(dataDir, name string) int {
 // orchestrator` stopping leaves haproxy serving, and `roster up` stops it
 // on Ctrl-C.
 func TestE2EHaproxyRegistersDrainsAndStops(t *testing.T) {
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
-			t.Skip("haproxy is not installed (make test-deps installs it)")
-		}
-	}
 	e := newE2E(t, 0, "0s", e2eRole{Min: 1, Max: 2, Scale: true})
-	port := freePort(t)
-	front := fmt.Sprintf("127.0.0.1:%d", port)
+	front := e.useHaproxy()
 	cfgPath := filepath.Join(e.dir, "roster.hcl")
-	cfg, err := os.ReadFile(cfgPath)
-	must(t, err)
-	hap := fmt.Sprintf("balancer \"haproxy\" \"front\" {\n  frontend       = %q\n  check_interval = \"500ms\"\n}", front)
-	if !bytes.Contains(cfg, []byte(`balancer "none" "front" {}`)) {
-		t.Fatalf("the e2e config has changed: %s", cfg)
-	}
-	must(t, os.WriteFile(cfgPath, bytes.Replace(cfg, []byte(`balancer "none" "front" {}`), []byte(hap), 1), 0o644))
-	t.Cleanup(func() {
-		if pid := haproxyPid(e.dataDir, "front"); pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
 
 	e.setMetrics("load 0.9")
 	e.start()
-	e.waitFor("two servers registered", 60*time.Second, func(st orchestrator.Status) bool {
-		n := 0
-		for _, s := range readyServers(st) {
-			if s.Registered {
-				n++
-			}
-		}
-		return n == 2
-	})
+	e.waitFor("two servers registered", 60*time.Second, registered(2))
 	seen := map[string]bool{}
 	waitUntil(t, "both servers answering through haproxy", 20*time.Second, func() bool {
 		if name, err := getServer(front); err == nil {
@@ -261,6 +235,47 @@ func TestE2EHaproxyRegistersDrainsAndStops(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", front, time.Second); err == nil {
 		c.Close()
 		t.Errorf("%s still accepts connections after roster up stopped", front)
+	}
+}
+
+// useHaproxy puts a managed haproxy on a free port in place of the e2e
+// config's `none` balancer, killed when the test ends, and returns its
+// frontend's address.
+func (e *e2e) useHaproxy() string {
+	t := e.t
+	t.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
+			t.Skip("haproxy is not installed (make test-deps installs it)")
+		}
+	}
+	front := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfgPath := filepath.Join(e.dir, "roster.hcl")
+	cfg, err := os.ReadFile(cfgPath)
+	must(t, err)
+	hap := fmt.Sprintf("balancer \"haproxy\" \"front\" {\n  frontend       = %q\n  check_interval = \"500ms\"\n}", front)
+	if !bytes.Contains(cfg, []byte(`balancer "none" "front" {}`)) {
+		t.Fatalf("the e2e config has changed: %s", cfg)
+	}
+	must(t, os.WriteFile(cfgPath, bytes.Replace(cfg, []byte(`balancer "none" "front" {}`), []byte(hap), 1), 0o644))
+	t.Cleanup(func() {
+		if pid := haproxyPid(e.dataDir, "front"); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return front
+}
+
+// registered says n ready servers are registered with their balancer.
+func registered(n int) func(orchestrator.Status) bool {
+	return func(st orchestrator.Status) bool {
+		r := 0
+		for _, s := range readyServers(st) {
+			if s.Registered {
+				r++
+			}
+		}
+		return r == n
 	}
 }
 

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,4 +71,93 @@ func TestE2EReloadOnHangup(t *testing.T) {
 	if !e.hasEvent("refresh", first+": replaced by") {
 		t.Errorf("%s was not refreshed: %+v", first, e.events())
 	}
+}
+
+// TestE2ERefreshBehindHaproxyFailsNoRequest: a reload changes the web
+// role's config while a client keeps asking haproxy's frontend for pages.
+// Both servers are refreshed one at a time, each successor taking traffic
+// before its outdated server is drained, and no request fails.
+func TestE2ERefreshBehindHaproxyFailsNoRequest(t *testing.T) {
+	e := newE2E(t, 0, "0s", e2eRole{Min: 2, Max: 2})
+	front := e.useHaproxy()
+	e.start()
+	st := e.waitFor("two servers registered", 60*time.Second, registered(2))
+	old := map[string]bool{}
+	for _, s := range st.Servers {
+		old[s.Name] = true
+	}
+	waitUntil(t, "both servers answering through haproxy", 30*time.Second, func() bool {
+		name, err := getServer(front)
+		return err == nil && old[name]
+	})
+
+	// A client asks for pages, one after another, for the whole refresh.
+	var mu sync.Mutex
+	answered, failures := map[string]int{}, []string{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name, err := getServer(front)
+			mu.Lock()
+			if err != nil {
+				failures = append(failures, err.Error())
+			} else {
+				answered[name]++
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
+	rolePath := filepath.Join(e.dir, "roles", "web.hcl")
+	role, err := os.ReadFile(rolePath)
+	must(t, err)
+	must(t, os.WriteFile(rolePath, bytes.Replace(role, []byte(`provision_delay = "0s"`), []byte(`provision_delay = "10ms"`), 1), 0o644))
+	must(t, e.cmd.Process.Signal(syscall.SIGHUP))
+	st = e.waitFor("two new servers, registered", 120*time.Second, func(st orchestrator.Status) bool {
+		if !pool(2, 0)(st) {
+			return false
+		}
+		for _, s := range st.Servers {
+			if old[s.Name] || s.Outdated || !s.Registered {
+				return false
+			}
+		}
+		return true
+	})
+	// Until both new servers have answered.
+	waitUntil(t, "both new servers answering through haproxy", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range st.Servers {
+			if answered[s.Name] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, n := range answered {
+		total += n
+	}
+	if len(failures) > 0 {
+		t.Errorf("%d of %d requests failed during the refresh: %q", len(failures), total+len(failures), failures[:min(5, len(failures))])
+	}
+	for name := range old {
+		if !e.hasEvent("refresh", name+": replaced by") {
+			t.Errorf("%s was not refreshed: %+v", name, e.events())
+		}
+	}
+	t.Logf("%d requests through haproxy during the refresh, answered by %v", total, answered)
 }
