@@ -105,6 +105,13 @@ func renderStatus(w io.Writer, st orchestrator.Status, now time.Time, events int
 				others = append(others, fmt.Sprintf("%d %s", r.States[s], s))
 			}
 		}
+		if r.Outdated > 0 {
+			if r.Refresh {
+				others = append(others, fmt.Sprintf("%d outdated, refreshing", r.Outdated))
+			} else {
+				others = append(others, fmt.Sprintf("%d outdated, refresh off", r.Outdated))
+			}
+		}
 		note := strings.Join(others, ", ")
 		if r.Waiting != "" {
 			note = strings.TrimPrefix(strings.Join([]string{note, r.Waiting}, "; "), "; ")

@@ -52,7 +52,12 @@ type RoleView struct {
 	Average *float64 `json:"average,omitempty"`
 	Window  string   `json:"window,omitempty"`
 	// Waiting says why a change the metric asks for is held back.
-	Waiting    string    `json:"waiting,omitempty"`
+	Waiting string `json:"waiting,omitempty"`
+	// Outdated counts the ready servers whose plugin or config changed
+	// since they were commissioned; Refresh says whether they are being
+	// replaced (false: they wait for the operator).
+	Outdated   int       `json:"outdated,omitempty"`
+	Refresh    bool      `json:"refresh"`
 	LastChange time.Time `json:"last_change,omitempty"`
 }
 
@@ -148,8 +153,12 @@ func (o *Orchestrator) roleViews() []RoleView {
 		for _, s := range o.st.Servers {
 			if s.Role == r.Name {
 				v.States[s.State]++
+				if s.State == ServerReady && o.outdated(s) {
+					v.Outdated++
+				}
 			}
 		}
+		v.Refresh = r.Refreshes()
 		lr := o.rt.role(r.Name)
 		v.Desired = lr.decision.Desired
 		if !lr.decided {

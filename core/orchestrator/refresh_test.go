@@ -255,6 +255,9 @@ func TestStatefulRoleIsNotRefreshed(t *testing.T) {
 			if len(st.Servers) != 1 || st.Servers[0].Name != "web-1" || !st.Servers[0].Outdated || st.Servers[0].State != ServerReady {
 				t.Fatalf("web-1 should serve on, outdated and alone: %+v", st.Servers)
 			}
+			if st.Roles[0].Outdated != 1 || st.Roles[0].Refresh {
+				t.Errorf("role view: %d outdated, refresh %v; want 1, false", st.Roles[0].Outdated, st.Roles[0].Refresh)
+			}
 
 			// Saying refresh = true in a reload replaces it.
 			r2 := *r
