@@ -21,7 +21,33 @@ func DecodeHCL(schema sdk.Schema, src string) (sdk.Config, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return sdk.Config{}, diags
 	}
-	return decodeBody(schema, f.Body)
+	return decodeBody(schema, f.Body, nil)
+}
+
+// DecodeHCLWithRoles is DecodeHCL for a config that refers to other roles'
+// endpoints (`database = role.db.endpoints.postgres`): roles gives the
+// endpoints each reference resolves to, as core resolves them from the
+// referenced role's first ready server when it commissions a server. A
+// reference to a role or an endpoint not in roles is a diagnostic.
+func DecodeHCLWithRoles(schema sdk.Schema, src string, roles map[string]sdk.Endpoints) (sdk.Config, hcl.Diagnostics) {
+	f, diags := hclsyntax.ParseConfig([]byte(src), "config.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		return sdk.Config{}, diags
+	}
+	vars := map[string]cty.Value{}
+	for name, eps := range roles {
+		m := cty.MapValEmpty(cty.String)
+		if len(eps) > 0 {
+			vals := map[string]cty.Value{}
+			for k, v := range eps {
+				vals[k] = cty.StringVal(v)
+			}
+			m = cty.MapVal(vals)
+		}
+		vars[name] = cty.ObjectVal(map[string]cty.Value{"endpoints": m})
+	}
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"role": cty.ObjectVal(vars)}}
+	return decodeBody(schema, f.Body, ctx)
 }
 
 // DecodeMap decodes config values given as plain Go values against schema:
@@ -42,7 +68,7 @@ func DecodeMap(schema sdk.Schema, m map[string]any) (sdk.Config, hcl.Diagnostics
 	if diags.HasErrors() {
 		return sdk.Config{}, diags
 	}
-	return decodeBody(schema, f.Body)
+	return decodeBody(schema, f.Body, nil)
 }
 
 // jsonable lets cty values stand among plain Go values.
@@ -72,8 +98,8 @@ func jsonable(x any) any {
 	return x
 }
 
-func decodeBody(schema sdk.Schema, body hcl.Body) (sdk.Config, hcl.Diagnostics) {
-	v, diags := hcldec.Decode(body, schema.HCLSpec(), nil)
+func decodeBody(schema sdk.Schema, body hcl.Body, ctx *hcl.EvalContext) (sdk.Config, hcl.Diagnostics) {
+	v, diags := hcldec.Decode(body, schema.HCLSpec(), ctx)
 	if diags.HasErrors() {
 		return sdk.Config{}, diags
 	}

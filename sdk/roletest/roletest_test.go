@@ -129,3 +129,31 @@ func TestInvalidSchema(t *testing.T) {
 		t.Fatal("a string default for a number validated")
 	}
 }
+
+func TestDecodeHCLWithRoles(t *testing.T) {
+	schema := sdk.Schema{Attributes: []sdk.Attribute{
+		{Name: "database", Type: sdk.String, Required: true},
+		{Name: "cache", Type: sdk.String},
+	}}
+	const src = `
+database = role.db.endpoints.postgres
+cache    = "memcached://${role.cache.endpoints.memcached}"
+`
+	cfg, diags := roletest.DecodeHCLWithRoles(schema, src, map[string]sdk.Endpoints{
+		"db":    {"postgres": "10.0.0.5:5432"},
+		"cache": {"memcached": "10.0.0.6:11211"},
+	})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if cfg.String("database") != "10.0.0.5:5432" || cfg.String("cache") != "memcached://10.0.0.6:11211" {
+		t.Errorf("database %q, cache %q", cfg.String("database"), cfg.String("cache"))
+	}
+	// A role the test did not give, and no roles at all, are diagnostics.
+	if _, diags := roletest.DecodeHCLWithRoles(schema, src, map[string]sdk.Endpoints{"db": {"postgres": "x"}}); !diags.HasErrors() {
+		t.Error("a reference to a role not given decoded")
+	}
+	if _, diags := roletest.DecodeHCL(schema, src); !diags.HasErrors() {
+		t.Error("DecodeHCL resolved role references")
+	}
+}
