@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rosterhq/roster/sdk"
-	"github.com/rosterhq/roster/sdk/process"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
@@ -114,45 +112,7 @@ func mustDial(t testing.TB, addr string) *pgx.Conn {
 // postmaster and its children.
 func daemonPids(t testing.TB, workDir string) []int {
 	t.Helper()
-	sup, err := process.NewSupervisor(layoutOf(workDir).Run, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := sup.Find(postgresName)
-	if err != nil || !p.Alive() {
-		return nil
-	}
-	pids, err := p.Members()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pids
-}
-
-// processesIn returns the pids of live processes whose command line
-// mentions s.
-func processesIn(s string) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
-			if i := strings.LastIndexByte(string(st), ')'); i >= 0 && len(st) > i+2 && st[i+2] == 'Z' {
-				continue
-			}
-		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return roletest.DaemonPids(t, layoutOf(workDir).Run, postgresName)
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -281,7 +241,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 		t.Errorf("progress %+v: want several steps ending at 1", res.Progress)
 	}
 	roletest.AssertExited(t, pids)
-	if p := processesIn(res.Server.WorkDir); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(res.Server.WorkDir); len(p) > 0 {
 		t.Errorf("processes left: %v", p)
 	}
 }
@@ -303,7 +263,7 @@ func TestLifecycleAsBinary(t *testing.T) {
 			}
 		},
 	})
-	if p := processesIn(res.Server.WorkDir); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(res.Server.WorkDir); len(p) > 0 {
 		t.Errorf("processes left after Teardown: %v", p)
 	}
 }
@@ -388,7 +348,7 @@ func TestWrongSHA256Refused(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(l.Artifacts, "schema.sql")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("a schema with the wrong digest was put in place")
 	}
-	if p := processesIn(wd); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 		t.Errorf("processes left after a refused artifact: %v", p)
 	}
 }
@@ -439,7 +399,7 @@ func TestFailedProvisionLeavesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "work_mem") {
 		t.Fatalf("Provision = %v, want postgres' complaint about work_mem", err)
 	}
-	if p := processesIn(wd); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 		t.Fatalf("processes left after a failed Provision: %v", p)
 	}
 	for range 2 {
@@ -459,7 +419,7 @@ func TestFailedProvisionLeavesNothing(t *testing.T) {
 	if !errors.Is(err, sdk.ErrInvalidConfig) || !strings.Contains(err.Error(), "syntax error") {
 		t.Fatalf("Provision with a bad schema = %v, want ErrInvalidConfig quoting psql", err)
 	}
-	if p := processesIn(wd); len(p) > 0 {
+	if p := roletest.ProcessesMentioning(wd); len(p) > 0 {
 		t.Fatalf("processes left after a failed schema: %v", p)
 	}
 	if _, err := role.Teardown(context.Background(), sdk.TeardownRequest{Server: srv, Config: cfg}); err != nil {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/netutil"
-	"github.com/rosterhq/roster/sdk/process"
 	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
@@ -79,39 +78,10 @@ func mustConfig(t testing.TB, m map[string]any) sdk.Config {
 	return c
 }
 
-func getBody(t testing.TB, url string) (int, string) {
-	t.Helper()
-	// Without keep-alive: an idle connection held by the test would make
-	// Drain wait for the keep-alive timeout.
-	resp, err := rolekit.ProbeClient().Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // daemonPids returns the pids of every process of the server's daemons.
 func daemonPids(t testing.TB, workDir string) []int {
 	t.Helper()
-	sup, err := process.NewSupervisor(layoutOf(workDir).Run, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, n := range []string{tomcatName, apacheName} {
-		p, err := sup.Find(n)
-		if err != nil {
-			continue
-		}
-		m, err := p.Members()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, m...)
-	}
-	return pids
+	return roletest.DaemonPids(t, layoutOf(workDir).Run, tomcatName, apacheName)
 }
 
 // assertGone fails unless every pid has exited and no process mentions
@@ -177,7 +147,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 			base := "http://" + r.Endpoints["http"]
 			var first, second string
 			for i, out := range []*string{&first, &second} {
-				code, body := getBody(t, base+"/")
+				code, body := roletest.Get(t, base+"/")
 				if code != 200 {
 					t.Fatalf("GET / #%d: %d %s", i, code, body)
 				}
@@ -277,16 +247,16 @@ func TestBinaryWithApacheFront(t *testing.T) {
 			if r.Endpoints["http"] == r.Endpoints["tomcat"] {
 				t.Fatalf("endpoints %v: apache and tomcat share an address", r.Endpoints)
 			}
-			code, body := getBody(t, "http://"+r.Endpoints["http"]+"/hello/")
+			code, body := roletest.Get(t, "http://"+r.Endpoints["http"]+"/hello/")
 			if code != 200 || !strings.Contains(body, "server: tomcat-7") || !strings.Contains(body, "context: /hello") ||
 				!strings.Contains(body, "forwarded-host: "+r.Endpoints["http"]) {
 				t.Errorf("through apache: %d %q; want the application, proxied", code, body)
 			}
-			code, body = getBody(t, "http://"+r.Endpoints["tomcat"]+"/hello/")
+			code, body = roletest.Get(t, "http://"+r.Endpoints["tomcat"]+"/hello/")
 			if code != 200 || !strings.Contains(body, "forwarded-host: null") {
 				t.Errorf("tomcat directly: %d %q", code, body)
 			}
-			if code, _ := getBody(t, "http://"+r.Endpoints["http"]+"/"); code != 404 {
+			if code, _ := roletest.Get(t, "http://"+r.Endpoints["http"]+"/"); code != 404 {
 				t.Errorf("GET / with context_path /hello: %d, want 404", code)
 			}
 			if _, ok := r.Health.Metrics["front_connections"]; !ok {
@@ -480,12 +450,12 @@ func TestTwoServersDrainAndRelaunch(t *testing.T) {
 		t.Fatalf("two servers share ports: %v %v", eps[0], eps[1])
 	}
 	for i, e := range eps {
-		_, body := getBody(t, "http://"+e["http"]+"/")
+		_, body := roletest.Get(t, "http://"+e["http"]+"/")
 		if !strings.Contains(body, "server: "+srvs[i].Name) || !strings.Contains(body, "visits: 1\n") {
 			t.Errorf("%s answered %q: want its own name and its own counter", srvs[i].Name, body)
 		}
 		// Compile the slow page before it is timed.
-		if code, body := getBody(t, "http://"+e["http"]+"/slow.jsp?ms=0"); code != 200 || body != "slow done\n" {
+		if code, body := roletest.Get(t, "http://"+e["http"]+"/slow.jsp?ms=0"); code != 200 || body != "slow done\n" {
 			t.Fatalf("slow.jsp: %d %q", code, body)
 		}
 	}

@@ -82,7 +82,7 @@ func TestEnvRendered(t *testing.T) {
 // envOf GETs env.php for the names and returns what the page sees.
 func envOf(t testing.TB, httpAddr string, names ...string) map[string]any {
 	t.Helper()
-	code, body := getBody(t, "http://"+httpAddr+"/env.php?names="+url.QueryEscape(strings.Join(names, ",")))
+	code, body := roletest.Get(t, "http://"+httpAddr+"/env.php?names="+url.QueryEscape(strings.Join(names, ",")))
 	if code != 200 {
 		t.Fatalf("env.php: %d %s", code, body)
 	}
@@ -146,7 +146,7 @@ func TestConfigureReloadsGracefully(t *testing.T) {
 		t.Fatalf("before Configure the page sees %v", got)
 	}
 	parent := apachePid(t, srv.WorkDir)
-	_, body := getBody(t, "http://"+httpAddr+"/")
+	_, body := roletest.Get(t, "http://"+httpAddr+"/")
 	if !strings.Contains(body, "visits: 1") {
 		t.Fatalf("GET /: %q", body)
 	}
@@ -193,7 +193,7 @@ func TestConfigureReloadsGracefully(t *testing.T) {
 	if p := apachePid(t, srv.WorkDir); p != parent {
 		t.Errorf("apache's parent changed from %d to %d: want a graceful reload, not a restart", parent, p)
 	}
-	if _, body := getBody(t, "http://"+httpAddr+"/"); !strings.Contains(body, "visits: 2") {
+	if _, body := roletest.Get(t, "http://"+httpAddr+"/"); !strings.Contains(body, "visits: 2") {
 		t.Errorf("GET / after Configure: %q, want the counter kept", body)
 	}
 	genAfter := generation(t, httpAddr)

@@ -17,8 +17,6 @@ import (
 
 	"github.com/rosterhq/roster/sdk"
 	"github.com/rosterhq/roster/sdk/netutil"
-	"github.com/rosterhq/roster/sdk/process"
-	"github.com/rosterhq/roster/sdk/rolekit"
 	"github.com/rosterhq/roster/sdk/roletest"
 )
 
@@ -81,39 +79,10 @@ func cfgMap(site string, extra map[string]any) map[string]any {
 	return m
 }
 
-func getBody(t testing.TB, url string) (int, string) {
-	t.Helper()
-	// Without keep-alive: an idle connection held by the test would make
-	// Drain wait for apache's keep-alive timeout.
-	resp, err := rolekit.ProbeClient().Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // daemonPids returns the pids of every process of the server's daemons.
 func daemonPids(t testing.TB, workDir string) []int {
 	t.Helper()
-	sup, err := process.NewSupervisor(layoutOf(workDir).Run, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, n := range []string{apacheName, memcachedName} {
-		p, err := sup.Find(n)
-		if err != nil {
-			continue
-		}
-		m, err := p.Members()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, m...)
-	}
-	return pids
+	return roletest.DaemonPids(t, layoutOf(workDir).Run, apacheName, memcachedName)
 }
 
 func TestLifecycleWithRoletest(t *testing.T) {
@@ -132,7 +101,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 			base := "http://" + r.Endpoints["http"]
 			var first, second string
 			for i, out := range []*string{&first, &second} {
-				code, body := getBody(t, base+"/")
+				code, body := roletest.Get(t, base+"/")
 				if code != 200 {
 					t.Fatalf("GET / #%d: %d %s", i, code, body)
 				}
@@ -169,7 +138,7 @@ func TestLifecycleWithRoletest(t *testing.T) {
 			}
 			// mod_status answers loopback only; the site cannot reach
 			// memcached's port from outside either: it listens on 127.0.0.1.
-			if code, _ := getBody(t, base+StatusPath+"?auto"); code != 200 {
+			if code, _ := roletest.Get(t, base+StatusPath+"?auto"); code != 200 {
 				t.Errorf("mod_status from loopback: %d", code)
 			}
 		},
@@ -439,7 +408,7 @@ func TestTwoServersOneHostAndRelaunch(t *testing.T) {
 		t.Fatalf("two servers share ports: %v %v", eps[0], eps[1])
 	}
 	for i, e := range eps {
-		_, body := getBody(t, "http://"+e["http"]+"/")
+		_, body := roletest.Get(t, "http://"+e["http"]+"/")
 		if !strings.Contains(body, "server: "+srvs[i].Name) || !strings.Contains(body, "visits: 1") {
 			t.Errorf("%s answered %q: want its own name and its own counter", srvs[i].Name, body)
 		}
@@ -498,7 +467,7 @@ func TestUnhealthyAndExtraConfigAndEventMPM(t *testing.T) {
 			if string(b) != "hello\n" || resp.Header.Get("X-Roster-Extra") != "yes" || !resp.Close {
 				t.Errorf("GET /: %q, headers %v", b, resp.Header)
 			}
-			code, status := getBody(t, "http://"+r.Endpoints["http"]+StatusPath+"?auto")
+			code, status := roletest.Get(t, "http://"+r.Endpoints["http"]+StatusPath+"?auto")
 			if code != 200 || !strings.Contains(status, "ServerMPM: event") {
 				t.Errorf("mod_status: %d %q, want the event MPM", code, status)
 			}

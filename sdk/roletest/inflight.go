@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rosterhq/roster/sdk/netutil"
+	"github.com/rosterhq/roster/sdk/rolekit"
 )
 
 // Request is an HTTP GET a test starts before calling Drain, to show that
@@ -60,10 +61,8 @@ func StartRequest(t testing.TB, url string) *Request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	go func() {
-		defer client.CloseIdleConnections()
-		resp, err := client.Do(req)
+		resp, err := rolekit.ProbeClient().Do(req)
 		if err != nil {
 			r.done <- response{err: err}
 			return
@@ -126,4 +125,22 @@ func (r *Request) inFlight() (bool, error) {
 func unmapped(a *net.TCPAddr) netip.AddrPort {
 	ap := a.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Get GETs url on a connection of its own, closed after the answer (an
+// idle keep-alive connection held by a test would make Drain wait for the
+// server's keep-alive timeout), and returns the status and body. An error
+// fails the test.
+func Get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := rolekit.ProbeClient().Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading the body: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rosterhq/roster/sdk/process"
 )
 
 // WorkDir returns a fresh server work directory whose parent others may
@@ -63,4 +65,29 @@ func alive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(st), ')')
 	return !(i >= 0 && len(st) > i+2 && st[i+2] == 'Z')
+}
+
+// DaemonPids returns the pids of every process of the named daemons that a
+// process.Supervisor keeps in runDir (each daemon's group and the
+// descendants that left it): what a role's Teardown must stop. A daemon
+// that is not running contributes none.
+func DaemonPids(t testing.TB, runDir string, names ...string) []int {
+	t.Helper()
+	sup, err := process.NewSupervisor(runDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, n := range names {
+		p, err := sup.Find(n)
+		if err != nil || !p.Alive() {
+			continue
+		}
+		m, err := p.Members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, m...)
+	}
+	return pids
 }
