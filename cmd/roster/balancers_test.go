@@ -144,7 +144,7 @@ func TestE2EHaproxyRegistersDrainsAndStops(t *testing.T) {
 
 	e.setMetrics("load 0.9")
 	e.start()
-	e.waitFor("two servers registered", 60*time.Second, registered(2))
+	e.waitFor("two servers registered", 60*time.Second, registeredN(2))
 	seen := map[string]bool{}
 	waitUntil(t, "both servers answering through haproxy", 20*time.Second, func() bool {
 		if name, err := getServer(front); err == nil {
@@ -266,17 +266,21 @@ func (e *e2e) useHaproxy() string {
 	return front
 }
 
-// registered says n ready servers are registered with their balancer.
-func registered(n int) func(orchestrator.Status) bool {
-	return func(st orchestrator.Status) bool {
-		r := 0
-		for _, s := range readyServers(st) {
-			if s.Registered {
-				r++
-			}
+// registered counts the ready servers of role registered with their
+// balancer.
+func registered(st orchestrator.Status, role string) int {
+	n := 0
+	for _, s := range st.Servers {
+		if s.Role == role && s.State == orchestrator.ServerReady && s.Registered {
+			n++
 		}
-		return r == n
 	}
+	return n
+}
+
+// registeredN says n ready web servers are registered.
+func registeredN(n int) func(orchestrator.Status) bool {
+	return func(st orchestrator.Status) bool { return registered(st, "web") == n }
 }
 
 // getServer asks haproxy's frontend for a page and returns the static

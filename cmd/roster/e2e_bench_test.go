@@ -54,8 +54,15 @@ agent {
 	must(b, os.MkdirAll(filepath.Join(dir, "roles"), 0o755))
 	must(b, os.WriteFile(filepath.Join(dir, "roster.hcl"), []byte(cfg), 0o644))
 	must(b, os.WriteFile(filepath.Join(dir, "roles", "noop.hcl"), []byte(role), 0o644))
-	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	st, err := openStack(context.Background(), stackOptions{ConfigPath: filepath.Join(dir, "roster.hcl"), Logger: logger})
+	return runStack(b, stackOptions{ConfigPath: filepath.Join(dir, "roster.hcl")})
+}
+
+// runStack opens a stack (logging warnings to stderr) and runs it until
+// the returned function shuts its fleet down and closes it.
+func runStack(b testing.TB, so stackOptions) (*stack, func()) {
+	b.Helper()
+	so.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
+	st, err := openStack(context.Background(), so)
 	if err != nil {
 		b.Fatal(err)
 	}

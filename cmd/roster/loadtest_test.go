@@ -707,16 +707,6 @@ func roleView(st orchestrator.Status, name string) *orchestrator.RoleView {
 	return nil
 }
 
-func registered(st orchestrator.Status, role string) int {
-	n := 0
-	for _, s := range st.Servers {
-		if s.Role == role && s.State == orchestrator.ServerReady && s.Registered {
-			n++
-		}
-	}
-	return n
-}
-
 // field reads `name: value` from the lamp page.
 func field(body, name string) string {
 	for line := range strings.SplitSeq(body, "\n") {

@@ -81,7 +81,7 @@ func TestE2ERefreshBehindHaproxyFailsNoRequest(t *testing.T) {
 	e := newE2E(t, 0, "0s", e2eRole{Min: 2, Max: 2})
 	front := e.useHaproxy()
 	e.start()
-	st := e.waitFor("two servers registered", 60*time.Second, registered(2))
+	st := e.waitFor("two servers registered", 60*time.Second, registeredN(2))
 	old := map[string]bool{}
 	for _, s := range st.Servers {
 		old[s.Name] = true

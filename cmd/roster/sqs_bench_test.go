@@ -183,29 +183,7 @@ agent {
 	must(b, os.MkdirAll(filepath.Join(dir, "roles"), 0o755))
 	must(b, os.WriteFile(filepath.Join(dir, "roster.hcl"), []byte(cfg), 0o644))
 	must(b, os.WriteFile(filepath.Join(dir, "roles", "noop.hcl"), []byte(role), 0o644))
-	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	st, err := openStack(context.Background(), stackOptions{ConfigPath: filepath.Join(dir, "roster.hcl"), Logger: logger, NewProvider: newProvider})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = st.Run(ctx)
-	}()
-	<-st.o.Ready()
-	return st, func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_ = st.o.Shutdown(sctx)
-		scancel()
-		cancel()
-		<-done
-		tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, _ = st.terminateAll(tctx)
-		tcancel()
-		st.Close()
-	}
+	return runStack(b, stackOptions{ConfigPath: filepath.Join(dir, "roster.hcl"), NewProvider: newProvider})
 }
 
 // BenchmarkSQSRequestsPerHour counts the SQS requests of an idle spare
