@@ -72,6 +72,7 @@ func (o *Orchestrator) sealCommission(s *Server) (string, bool) {
 	// once it is ready if the pools its config refers to changed since.
 	s.ConfigSum = configSum(body.Config, referencedPeers(role, body.Peers))
 	s.Spec = o.spec(role)
+	s.LostAfter = role.Health.LostAfter
 	o.changed()
 	return sealed, true
 }

@@ -142,13 +142,13 @@ func (o *Orchestrator) checkServers(ctx context.Context, now time.Time) {
 			// Provision runs beside): silence for lost_after, counted from
 			// the grant or this run's start at the earliest, is a dead
 			// agent, not a slow Provision.
-			if s.State == ServerProvisioning && now.Sub(ls.lastSeen) > role.Health.LostAfter {
-				o.removeServer(ctx, s, "lost", fmt.Sprintf("no report for %s while provisioning (lost_after %s): replacing", fmtDur(now.Sub(ls.lastSeen)), fmtDur(role.Health.LostAfter)), false)
+			if s.State == ServerProvisioning && now.Sub(ls.lastSeen) > lostAfter(role, s) {
+				o.removeServer(ctx, s, "lost", fmt.Sprintf("no report for %s while provisioning (lost_after %s): replacing", fmtDur(now.Sub(ls.lastSeen)), fmtDur(lostAfter(role, s))), false)
 			}
 		case ServerReady:
 			switch {
-			case now.Sub(ls.lastSeen) > role.Health.LostAfter:
-				o.removeServer(ctx, s, "lost", fmt.Sprintf("no heartbeat for %s (lost_after %s): replacing", fmtDur(now.Sub(ls.lastSeen)), fmtDur(role.Health.LostAfter)), false)
+			case now.Sub(ls.lastSeen) > lostAfter(role, s):
+				o.removeServer(ctx, s, "lost", fmt.Sprintf("no heartbeat for %s (lost_after %s): replacing", fmtDur(now.Sub(ls.lastSeen)), fmtDur(lostAfter(role, s))), false)
 			case role.Health.UnhealthyAfter > 0 && ls.unhealthyStreak >= role.Health.UnhealthyAfter:
 				why := ls.reason
 				if why == "" {
@@ -171,6 +171,12 @@ func (o *Orchestrator) checkServers(ctx context.Context, now time.Time) {
 			}
 		}
 	}
+}
+
+// lostAfter is how long s may stay silent: the longer of its role's
+// lost_after and the one it was commissioned with (Server.LostAfter).
+func lostAfter(role *config.Role, s *Server) time.Duration {
+	return max(role.Health.LostAfter, s.LostAfter)
 }
 
 // checkMachines retires machines that never booted, spares that went

@@ -109,3 +109,28 @@ func hasEventAPI(h *harness, kind, substr string) bool {
 	}
 	return false
 }
+
+// TestReloadShorterLostAfterKeepsRunningServers: a reload shortens
+// health.interval and lost_after together. The running servers' agents
+// heartbeat at the interval of their commission, longer than the new
+// lost_after: they are judged by the longer of the two windows, not lost.
+func TestReloadShorterLostAfterKeepsRunningServers(t *testing.T) {
+	r := testRole()
+	r.Count = config.Count{Min: 1, Max: 1}
+	r.Health.Interval, r.Health.LostAfter = time.Second, 3*time.Second
+	h := newHarness(t, 0, r)
+	h.waitFor("baseline", 20*time.Second, ready(1))
+
+	fast := *r
+	fast.Health.Interval, fast.Health.LostAfter = 100*time.Millisecond, 300*time.Millisecond
+	if _, err := h.o.Reload(h.reloaded(0, &fast)); err != nil {
+		t.Fatal(err)
+	}
+	// Three heartbeats of the running agent, each 1 s apart: every gap is
+	// longer than the new lost_after.
+	time.Sleep(3 * time.Second)
+	st := h.o.Status()
+	if hasEventAPI(h, "lost", "") || !ready(1)(st) || st.Servers[0].Name != "web-1" {
+		t.Fatalf("after a reload with a shorter lost_after: %+v", st.Servers)
+	}
+}

@@ -107,6 +107,11 @@ type Server struct {
 	// server was commissioned: a ready server whose role's spec differs
 	// now is refreshed (refresh.go).
 	Spec string `json:"spec,omitempty"`
+	// LostAfter is the role's health.lost_after when the server was
+	// commissioned. Its agent heartbeats at the interval it was
+	// commissioned with, so a reload that shortens lost_after (with the
+	// interval) must not take it for lost: the longer of the two applies.
+	LostAfter time.Duration `json:"lost_after_ns,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	GrantedAt  time.Time `json:"granted_at,omitempty"`
