@@ -28,7 +28,9 @@ var notes = map[string]string{
 	"AgentIdleMemory": "resident memory of an idle spare (the test binary acting as `roster agent`). " +
 		"Most of it is file-backed pages of the roster binary itself, touched while 570-odd packages " +
 		"initialise; they are shared by every roster process on the host (orchestrator, agents, plugins). " +
-		"What one more agent costs is closer to anon-MiB. The 30 MiB target is met by anon, not by RSS.",
+		"What one more agent costs is closer to anon-MiB. The 30 MiB target is met by anon, not by RSS. " +
+		"RSS moves between runs (33 to 41 MiB on this machine, anon steady near 6.8 MiB): the kernel maps " +
+		"the binary's pages around each one touched when they are in the page cache, more of them the warmer it is.",
 	"ScaleUpToTraffic": "from the load crossing up_above to the new server's first request through haproxy; " +
 		"spare-ms and spare-max-ms from a warm spare, cold-ms from a new local machine with boot_delay = \"20s\". " +
 		"About 1 s of the spare time is the policy's 1 s window.",
