@@ -121,20 +121,9 @@ type stack struct {
 // openStack loads the config, the keys (made on first run), the queue
 // backend, the provider and the balancers, and listens for the API.
 func openStack(ctx context.Context, so stackOptions) (*stack, error) {
-	loader := config.NewLoader()
-	cfg, diags := loader.Load(ctx, so.ConfigPath, pluginSchemasFor)
-	var pc ec2.Config
-	if !so.ForceLocal {
-		var pdiags hcl.Diagnostics
-		pc, pdiags = providerConfig(cfg)
-		diags = append(diags, pdiags...)
-	}
-	if len(diags) > 0 && so.Diags != nil {
-		w := hcl.NewDiagnosticTextWriter(so.Diags, loader.Files(), 100, false)
-		_ = w.WriteDiagnostics(diags)
-	}
-	if diags.HasErrors() || cfg == nil {
-		return nil, fmt.Errorf("config %s has errors", so.ConfigPath)
+	cfg, pc, err := loadConfig(ctx, so.ConfigPath, so.ForceLocal, so.Diags)
+	if err != nil {
+		return nil, err
 	}
 	s := &stack{cfg: cfg, log: so.Logger, bals: map[string]balancer.Balancer{}, forceLocal: so.ForceLocal}
 	s.current.Store(cfg)
@@ -228,14 +217,16 @@ func openStack(ctx context.Context, so stackOptions) (*stack, error) {
 	return s, nil
 }
 
-// reload decodes the config at path again and applies its roles and spare
-// target (orchestrator.Reload). A config with errors changes nothing: its
-// diagnostics, with file, line and field, go to diags.
-func (s *stack) reload(ctx context.Context, path string, diags io.Writer) ([]string, error) {
+// loadConfig decodes roster.hcl at path with its role files, against the
+// plugins' schemas, and (unless forceLocal) its provider block. Every
+// diagnostic goes to diags, with its source; any error makes it fail.
+func loadConfig(ctx context.Context, path string, forceLocal bool, diags io.Writer) (*config.Orchestrator, ec2.Config, error) {
 	loader := config.NewLoader()
 	cfg, ds := loader.Load(ctx, path, pluginSchemasFor)
-	if !s.forceLocal && cfg != nil {
-		_, pdiags := providerConfig(cfg)
+	var pc ec2.Config
+	if !forceLocal && cfg != nil {
+		var pdiags hcl.Diagnostics
+		pc, pdiags = providerConfig(cfg)
 		ds = append(ds, pdiags...)
 	}
 	if len(ds) > 0 && diags != nil {
@@ -243,7 +234,18 @@ func (s *stack) reload(ctx context.Context, path string, diags io.Writer) ([]str
 		_ = w.WriteDiagnostics(ds)
 	}
 	if ds.HasErrors() || cfg == nil {
-		return nil, fmt.Errorf("config %s has errors; the running config is unchanged", path)
+		return nil, ec2.Config{}, fmt.Errorf("config %s has errors", path)
+	}
+	return cfg, pc, nil
+}
+
+// reload decodes the config at path again and applies its roles and spare
+// target (orchestrator.Reload). A config with errors changes nothing: its
+// diagnostics, with file, line and field, go to diags.
+func (s *stack) reload(ctx context.Context, path string, diags io.Writer) ([]string, error) {
+	cfg, _, err := loadConfig(ctx, path, s.forceLocal, diags)
+	if err != nil {
+		return nil, fmt.Errorf("%w; the running config is unchanged", err)
 	}
 	changes, err := s.o.Reload(cfg)
 	if err != nil {
