@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -396,6 +397,18 @@ func countState(st Status, role, state string) int {
 func hasEvent(st Status, kind, substr string) bool {
 	for _, e := range st.Events {
 		if e.Kind == kind && strings.Contains(e.Message, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasEventMatching says whether an event of kind has a message matching
+// the regular expression re.
+func hasEventMatching(st Status, kind, re string) bool {
+	rx := regexp.MustCompile(re)
+	for _, e := range st.Events {
+		if e.Kind == kind && rx.MatchString(e.Message) {
 			return true
 		}
 	}

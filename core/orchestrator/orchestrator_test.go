@@ -63,7 +63,9 @@ func TestScaleUpAndDownWithDrain(t *testing.T) {
 	h.waitFor("baseline", 20*time.Second, ready(2))
 	h.role.set("load", 0.9)
 	st := h.waitFor("scale up to max", 20*time.Second, ready(3))
-	if !hasEvent(st, "scale", "web: 2 → 3, load 0.90 > 0.75") {
+	// The window's average may still hold a sample of 0.5: the reason
+	// names whatever it was, above up_above.
+	if !hasEventMatching(st, "scale", `^web: 2 → 3, load 0\.(7[6-9]|[89]\d) > 0\.75 over 300ms$`) {
 		t.Errorf("no scale-up event: %+v", st.Events)
 	}
 	h.role.set("load", 0.1)
