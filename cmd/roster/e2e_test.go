@@ -281,12 +281,7 @@ func (e *e2e) setMetrics(lines ...string) {
 }
 
 func (e *e2e) hasEvent(kind, substr string) bool {
-	for _, ev := range e.events() {
-		if ev.Kind == kind && strings.Contains(ev.Message, substr) {
-			return true
-		}
-	}
-	return false
+	return e.hasEventMatching(kind, regexp.QuoteMeta(substr))
 }
 
 // hasEventMatching says whether an event of kind has a message matching

@@ -395,12 +395,7 @@ func countState(st Status, role, state string) int {
 }
 
 func hasEvent(st Status, kind, substr string) bool {
-	for _, e := range st.Events {
-		if e.Kind == kind && strings.Contains(e.Message, substr) {
-			return true
-		}
-	}
-	return false
+	return hasEventMatching(st, kind, regexp.QuoteMeta(substr))
 }
 
 // hasEventMatching says whether an event of kind has a message matching

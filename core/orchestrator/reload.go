@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/rosterhq/roster/core/config"
@@ -93,7 +92,7 @@ func (o *Orchestrator) Reload(cfg *config.Orchestrator) ([]string, error) {
 		o.event("reload", "", "", "", "config reloaded: %s", strings.Join(changes, "; "))
 	}
 	o.poke()
-	return slices.Clip(changes), nil
+	return changes, nil
 }
 
 // ReloadRefused records, as a `reload_refused` event, why a config decoded

@@ -102,12 +102,7 @@ func TestReloadRefusesWhatNeedsARestart(t *testing.T) {
 func hasEventAPI(h *harness, kind, substr string) bool {
 	var events []Event
 	h.get("/v1/events?limit=1000", &events)
-	for _, e := range events {
-		if e.Kind == kind && strings.Contains(e.Message, substr) {
-			return true
-		}
-	}
-	return false
+	return hasEvent(Status{Events: events}, kind, substr)
 }
 
 // TestReloadShorterLostAfterKeepsRunningServers: a reload shortens
